@@ -1,0 +1,431 @@
+/*
+ * toolcall — run the tool calls an LLM asks for, in parallel, on a libuv
+ * event loop, and count usage exactly.
+ *
+ * This header is the reference documentation. Each function states which
+ * thread may call it and who owns each pointer:
+ *
+ *   copied    the library copies what it needs before returning;
+ *   borrowed  the library keeps the pointer; it must stay valid as stated;
+ *   owned     the library owns the memory until the stated point.
+ *
+ * "Loop thread" means the thread running the uv_loop_t the manager is bound
+ * to. Everything is loop-thread-only unless it says "any thread".
+ *
+ * Functions return 0 or a negative error code: libuv's UV_E* where one fits,
+ * TOOLCALL_E* otherwise. toolcall_strerror() and toolcall_err_name() name
+ * both. A function that takes a callback and returns an error never calls it.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef TOOLCALL_H
+#define TOOLCALL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#if defined(TOOLCALL_BUILDING_SHARED)
+#define TOOLCALL_EXTERN __declspec(dllexport)
+#elif defined(TOOLCALL_USING_SHARED)
+#define TOOLCALL_EXTERN __declspec(dllimport)
+#else
+#define TOOLCALL_EXTERN
+#endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define TOOLCALL_EXTERN __attribute__((visibility("default")))
+#else
+#define TOOLCALL_EXTERN
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+
+#define TOOLCALL_VERSION_MAJOR 0
+#define TOOLCALL_VERSION_MINOR 1
+#define TOOLCALL_VERSION_PATCH 0
+
+#define TOOLCALL_VERSION_HEX                                                   \
+  ((TOOLCALL_VERSION_MAJOR << 16) | (TOOLCALL_VERSION_MINOR << 8) |            \
+   (TOOLCALL_VERSION_PATCH))
+
+/* The version of the library linked at run time, as TOOLCALL_VERSION_HEX and
+ * as "MAJOR.MINOR.PATCH". Any thread. The string is static. */
+TOOLCALL_EXTERN unsigned int toolcall_version(void);
+TOOLCALL_EXTERN const char *toolcall_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+
+/* The library's own codes. They never collide with libuv's (UV_E* are
+ * negated errno values or lie between -3000 and -4095). The libuv codes the
+ * library returns, and what they mean here:
+ *
+ *   UV_EINVAL        a NULL pointer, an empty or malformed name or id, or an
+ *                    option out of range
+ *   UV_ENOMEM        an allocation failed; nothing was changed
+ *   UV_EEXIST        a tool with this name is already registered
+ *   UV_ENAMETOOLONG  a tool name, call id or detail name is too long
+ *   UV_E2BIG         arguments over the manager's max_argument_bytes, or a
+ *                    batch over its max_batch_calls
+ *   UV_EILSEQ        a call id or arguments text is not valid UTF-8
+ *   UV_EOVERFLOW     adding usage would overflow a 64-bit counter; nothing
+ *                    was added
+ *   UV_ENOENT        no such detail counter
+ */
+#define TOOLCALL_ERRNO_MAP(XX)                                                 \
+  XX(EDUPID, -30001, "duplicate call id in batch")                             \
+  XX(EEMPTY, -30002, "empty batch")                                            \
+  XX(ECLOSING, -30003, "manager is closing")                                   \
+  XX(EFROZEN, -30004, "registry is in use by a manager and can no longer "    \
+                      "change")                                                \
+  XX(ESTATE, -30005, "call is not in a state that allows this")
+
+typedef enum {
+#define TOOLCALL_ERR_ENUM_(name, code, msg) TOOLCALL_##name = (code),
+  TOOLCALL_ERRNO_MAP(TOOLCALL_ERR_ENUM_)
+#undef TOOLCALL_ERR_ENUM_
+  TOOLCALL_ERRNO_MAX_ = -30000
+} toolcall_errno_t;
+
+/* A short message for err: the library's codes, libuv's codes and 0. Any
+ * thread. The string is static; unknown codes give "unknown error". */
+TOOLCALL_EXTERN const char *toolcall_strerror(int err);
+
+/* The symbolic name of err ("TOOLCALL_EDUPID", "UV_ENOMEM"). Any thread. The
+ * string is static. */
+TOOLCALL_EXTERN const char *toolcall_err_name(int err);
+
+/* Details of a failed call, filled by the functions that take one (it is
+ * always optional: pass NULL to get only the return code). */
+typedef struct {
+  int code;           /* the code the function returned */
+  size_t index;       /* the offending call in a batch, or SIZE_MAX */
+  char message[256];  /* a readable sentence, NUL-terminated */
+} toolcall_error_t;
+
+/* ------------------------------------------------------------------------ */
+/* Allocator                                                                */
+
+typedef void *(*toolcall_malloc_func)(size_t size);
+typedef void *(*toolcall_realloc_func)(void *ptr, size_t size);
+typedef void *(*toolcall_calloc_func)(size_t count, size_t size);
+typedef void (*toolcall_free_func)(void *ptr);
+
+/* Replace the allocator used for every allocation the library makes (libuv
+ * and jansson keep their own). All four are required. Call it before any
+ * other toolcall function, from one thread, while no toolcall object exists;
+ * memory allocated by one allocator is freed by the same one. This is the
+ * library's only global mutable state. Returns UV_EINVAL for a NULL
+ * function. */
+TOOLCALL_EXTERN int toolcall_replace_allocator(toolcall_malloc_func malloc_func,
+                                               toolcall_realloc_func realloc_func,
+                                               toolcall_calloc_func calloc_func,
+                                               toolcall_free_func free_func);
+
+/* ------------------------------------------------------------------------ */
+/* Opaque handles                                                           */
+
+typedef struct toolcall_registry_s toolcall_registry_t;
+typedef struct toolcall_ledger_s toolcall_ledger_t;
+typedef struct toolcall_manager_s toolcall_manager_t;
+typedef struct toolcall_batch_s toolcall_batch_t;
+typedef struct toolcall_call_s toolcall_call_t;
+
+/* ------------------------------------------------------------------------ */
+/* Status of a finished call                                                */
+
+typedef enum {
+  TOOLCALL_OK = 0,          /* the tool ran and returned a result */
+  TOOLCALL_TOOL_ERROR = 1,  /* the tool ran and reported an error */
+  TOOLCALL_RETRY = 2,       /* the model should try again (message says why) */
+  TOOLCALL_UNKNOWN_TOOL = 3,/* no tool by that name; the message lists them */
+  TOOLCALL_TIMED_OUT = 4,   /* the call's timer fired first */
+  TOOLCALL_CANCELLED = 5,   /* the batch was cancelled or the manager closed */
+  TOOLCALL_REJECTED = 6,    /* a usage limit refused the call */
+  TOOLCALL_DEFERRED = 7,    /* the tool needs the host's approval */
+  TOOLCALL_STATUS_COUNT = 8,
+  TOOLCALL_STATUS_SLOTS_ = 16 /* room in toolcall_snapshot_t for growth */
+} toolcall_status_t;
+
+/* "ok", "tool_error", "retry", "unknown_tool", "timed_out", "cancelled",
+ * "rejected", "deferred"; "invalid" otherwise. Any thread; static string. */
+TOOLCALL_EXTERN const char *toolcall_status_name(toolcall_status_t status);
+
+/* ------------------------------------------------------------------------ */
+/* Limits on input                                                          */
+
+#define TOOLCALL_NAME_MAX 64        /* tool names, bytes */
+#define TOOLCALL_ID_MAX 256         /* call ids, bytes */
+#define TOOLCALL_DETAIL_NAME_MAX 63 /* detail counter names, bytes */
+
+/* ------------------------------------------------------------------------ */
+/* Registry                                                                 */
+
+typedef enum {
+  /* A blocking C function run on the libuv threadpool (uv_queue_work). It
+   * must not touch the loop. It ends the call with toolcall_call_complete()
+   * before it returns. */
+  TOOLCALL_TOOL_WORKER = 0,
+  /* Started on the loop thread; ends the call later, from any thread, with
+   * toolcall_call_complete(). The completion reaches the loop through a
+   * uv_async_t. */
+  TOOLCALL_TOOL_LOOP = 1
+} toolcall_tool_kind_t;
+
+/* The body of a tool. `call` is valid until toolcall_call_complete() has
+ * returned for it; `tool_data` is the definition's `data`. */
+typedef void (*toolcall_tool_fn)(toolcall_call_t *call, void *tool_data);
+
+typedef struct {
+  const char *name;        /* 1..TOOLCALL_NAME_MAX bytes of [A-Za-z0-9_.:-];
+                              copied */
+  const char *description; /* may be NULL; copied */
+  const char *schema;      /* JSON Schema text for the arguments, may be NULL
+                              (any object); copied, stored as is */
+  toolcall_tool_kind_t kind;
+  toolcall_tool_fn fn;     /* required */
+  void *data;              /* borrowed: passed to fn as is, never freed */
+  void *reserved_[8];      /* zero; room for options without an ABI break */
+} toolcall_tool_t;
+
+/* Fill def with defaults: a worker tool, everything else NULL. Any thread. */
+TOOLCALL_EXTERN void toolcall_tool_init(toolcall_tool_t *def);
+
+/* A set of tools. Build it once, then hand it to one or more managers: the
+ * first manager created with it freezes it, after which it never changes and
+ * may be read by managers on any number of threads. It must outlive every
+ * manager using it (free it after their close callbacks). Not thread-safe
+ * while it is being built. */
+TOOLCALL_EXTERN int toolcall_registry_new(toolcall_registry_t **out);
+
+/* Free a registry and its copies of the definitions. NULL is a no-op. */
+TOOLCALL_EXTERN void toolcall_registry_free(toolcall_registry_t *reg);
+
+/* Register a tool; def and its strings are copied. Errors: UV_EINVAL (NULL,
+ * empty name, a character outside [A-Za-z0-9_.:-], no fn, bad kind),
+ * UV_ENAMETOOLONG, UV_EEXIST (name taken), TOOLCALL_EFROZEN (a manager uses
+ * the registry), UV_ENOMEM. On error nothing is registered. err may be NULL.
+ */
+TOOLCALL_EXTERN int toolcall_registry_add(toolcall_registry_t *reg,
+                                          const toolcall_tool_t *def,
+                                          toolcall_error_t *err);
+
+/* The number of tools, and the name of the i-th in registration order (NULL
+ * past the end; owned by the registry). Any thread once frozen. */
+TOOLCALL_EXTERN size_t toolcall_registry_count(const toolcall_registry_t *reg);
+TOOLCALL_EXTERN const char *toolcall_registry_name(const toolcall_registry_t *reg,
+                                                   size_t i);
+
+/* ------------------------------------------------------------------------ */
+/* Ledger                                                                   */
+
+/* Usage that the host (per model response) or a tool adds. */
+typedef struct {
+  uint64_t requests;
+  uint64_t input_tokens;
+  uint64_t output_tokens;
+  uint64_t cache_read_tokens;
+  uint64_t cache_write_tokens;
+  uint64_t reserved_[3]; /* zero */
+} toolcall_usage_t;
+
+/* A consistent copy of every counter, taken under the ledger's mutex. */
+typedef struct {
+  toolcall_usage_t usage;
+  /* Calls whose tool ran and returned ok (pydantic-ai's `tool_calls`); the
+   * same number as calls[TOOLCALL_OK]. */
+  uint64_t tool_calls;
+  /* Calls accepted by toolcall_batch_submit(). At a quiescent point (no
+   * batch in flight) this equals the sum of calls[] over all statuses. */
+  uint64_t dispatched;
+  /* Finished calls by status, indexed by toolcall_status_t. */
+  uint64_t calls[TOOLCALL_STATUS_SLOTS_];
+  uint64_t reserved_[8];
+} toolcall_snapshot_t;
+
+/* A named counter ("reasoning_tokens", "web_searches", ...). */
+typedef struct {
+  char name[TOOLCALL_DETAIL_NAME_MAX + 1];
+  uint64_t value;
+} toolcall_detail_t;
+
+/* A set of counters behind one mutex. Create one to share it between
+ * managers (each on its own loop and thread: one budget for an agent and its
+ * sub-agents); otherwise each manager makes its own. The ledger is borrowed
+ * by every manager given it and must be freed only after all their close
+ * callbacks have run. Any thread. */
+TOOLCALL_EXTERN int toolcall_ledger_new(toolcall_ledger_t **out);
+
+/* Free a ledger. NULL is a no-op. No manager may still use it. */
+TOOLCALL_EXTERN void toolcall_ledger_free(toolcall_ledger_t *ledger);
+
+/* Add usage, all fields at once. Any thread (a worker tool reporting the
+ * tokens of a sub-agent, say). UV_EOVERFLOW if any counter would pass
+ * UINT64_MAX: then nothing is added. */
+TOOLCALL_EXTERN int toolcall_ledger_add_usage(toolcall_ledger_t *ledger,
+                                              const toolcall_usage_t *usage);
+
+/* Add delta to the named detail counter, creating it at 0 first. name is
+ * copied; 1..TOOLCALL_DETAIL_NAME_MAX bytes. Any thread. Errors: UV_EINVAL,
+ * UV_ENAMETOOLONG, UV_EOVERFLOW, UV_ENOMEM. */
+TOOLCALL_EXTERN int toolcall_ledger_add_detail(toolcall_ledger_t *ledger,
+                                               const char *name,
+                                               uint64_t delta);
+
+/* Read one detail counter. UV_ENOENT if it was never added to. Any thread. */
+TOOLCALL_EXTERN int toolcall_ledger_detail(const toolcall_ledger_t *ledger,
+                                           const char *name, uint64_t *value);
+
+/* Copy up to cap detail counters into out (in creation order) and set
+ * *count to how many exist; a consistent copy. out may be NULL when cap is
+ * 0. Any thread. */
+TOOLCALL_EXTERN int toolcall_ledger_details(const toolcall_ledger_t *ledger,
+                                            toolcall_detail_t *out, size_t cap,
+                                            size_t *count);
+
+/* Take a consistent snapshot of every counter. Any thread. */
+TOOLCALL_EXTERN int toolcall_ledger_snapshot(const toolcall_ledger_t *ledger,
+                                             toolcall_snapshot_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Manager                                                                  */
+
+typedef struct {
+  toolcall_registry_t *registry; /* required; borrowed, frozen by the call */
+  toolcall_ledger_t *ledger;     /* borrowed; NULL: the manager owns one */
+  size_t max_argument_bytes;     /* per call; default 8 MiB */
+  size_t max_batch_calls;        /* default 1,048,576 */
+  void *data;                    /* yours; see toolcall_manager_data() */
+  void *reserved_[8];            /* zero */
+} toolcall_manager_options_t;
+
+/* Fill opts with defaults. Any thread. */
+TOOLCALL_EXTERN void toolcall_manager_options_init(
+    toolcall_manager_options_t *opts);
+
+/* Create a manager bound to loop (borrowed: it must outlive the manager).
+ * Loop thread. Freezes opts->registry. Errors: UV_EINVAL, UV_ENOMEM, or a
+ * libuv error from uv_async_init(). */
+TOOLCALL_EXTERN int toolcall_manager_new(toolcall_manager_t **out,
+                                         uv_loop_t *loop,
+                                         const toolcall_manager_options_t *opts);
+
+typedef void (*toolcall_close_cb)(toolcall_manager_t *manager);
+
+/* Begin closing: new submissions fail with TOOLCALL_ECLOSING; batches in
+ * flight run to the end and their callbacks run; then the manager's handles
+ * are closed, close_cb (may be NULL) runs on the loop thread, and the
+ * manager is freed when close_cb returns. After that uv_loop_close() can
+ * succeed. Loop thread. TOOLCALL_ECLOSING if already closing. */
+TOOLCALL_EXTERN int toolcall_manager_close(toolcall_manager_t *manager,
+                                           toolcall_close_cb close_cb);
+
+/* The manager's loop, ledger (its own or the shared one), registry, and the
+ * options' data. Loop thread (the ledger pointer may be used from any). */
+TOOLCALL_EXTERN uv_loop_t *toolcall_manager_loop(const toolcall_manager_t *m);
+TOOLCALL_EXTERN toolcall_ledger_t *toolcall_manager_ledger(
+    const toolcall_manager_t *m);
+TOOLCALL_EXTERN toolcall_registry_t *toolcall_manager_registry(
+    const toolcall_manager_t *m);
+TOOLCALL_EXTERN void *toolcall_manager_data(const toolcall_manager_t *m);
+
+/* ------------------------------------------------------------------------ */
+/* Batches                                                                  */
+
+/* One tool call of a model response. Everything is copied by submit. */
+typedef struct {
+  const char *id;        /* 1..TOOLCALL_ID_MAX bytes of UTF-8; unique in the
+                            batch */
+  const char *name;      /* the tool; an unregistered (or empty) name ends the
+                            call with TOOLCALL_UNKNOWN_TOOL */
+  const char *arguments; /* JSON text; NULL means "{}" */
+  size_t arguments_len;  /* 0: strlen(arguments) */
+} toolcall_call_spec_t;
+
+/* The outcome of one call: a record owned by the batch. */
+typedef struct {
+  const char *id;          /* the call id */
+  const char *tool;        /* the tool name as the model gave it */
+  toolcall_status_t status;
+  const char *output;      /* the tool's text; "" if none. Never NULL */
+  size_t output_len;
+  /* For every status but ok: a sentence the model can read (what went
+   * wrong, or for an unknown tool the tools that exist). NULL for ok. */
+  const char *message;
+  uint64_t duration_ns;    /* from the tool's start to its end; 0 if it never
+                              ran */
+} toolcall_result_t;
+
+/* Runs once per batch on the loop thread, when every call has ended.
+ * status is 0 (the per-call statuses tell the rest). The batch is yours from
+ * here on: read its results, then toolcall_batch_free() it, in the callback
+ * or later. */
+typedef void (*toolcall_batch_cb)(toolcall_batch_t *batch, int status);
+
+/* Dispatch n calls at once; they run concurrently. Loop thread. calls and
+ * everything they point to are copied. data is yours (toolcall_batch_data).
+ * out, if not NULL, receives the batch handle (owned by the library until
+ * cb has run). Returns 0 and calls cb exactly once later, or returns an
+ * error, counts nothing and never calls cb. Errors: UV_EINVAL (NULL, a NULL
+ * or empty id or name pointer NULL), TOOLCALL_EEMPTY (n == 0),
+ * UV_ENAMETOOLONG (an id), TOOLCALL_EDUPID, UV_EILSEQ (an id or arguments
+ * not UTF-8), UV_E2BIG, TOOLCALL_ECLOSING, UV_ENOMEM. err may be NULL; its
+ * index names the offending call. */
+TOOLCALL_EXTERN int toolcall_batch_submit(toolcall_manager_t *manager,
+                                          const toolcall_call_spec_t *calls,
+                                          size_t n, toolcall_batch_cb cb,
+                                          void *data, toolcall_batch_t **out,
+                                          toolcall_error_t *err);
+
+/* Free a finished batch and its results. Loop thread or any thread once its
+ * callback has run. NULL is a no-op. */
+TOOLCALL_EXTERN void toolcall_batch_free(toolcall_batch_t *batch);
+
+/* Read a finished batch: the number of calls, the i-th result in call order
+ * (NULL past the end; owned by the batch), the data given to submit, and its
+ * manager. Any thread that owns the batch. */
+TOOLCALL_EXTERN size_t toolcall_batch_size(const toolcall_batch_t *batch);
+TOOLCALL_EXTERN const toolcall_result_t *toolcall_batch_result(
+    const toolcall_batch_t *batch, size_t i);
+TOOLCALL_EXTERN void *toolcall_batch_data(const toolcall_batch_t *batch);
+TOOLCALL_EXTERN toolcall_manager_t *toolcall_batch_manager(
+    const toolcall_batch_t *batch);
+
+/* ------------------------------------------------------------------------ */
+/* Inside a tool                                                            */
+
+/* Read the call a tool is running. Any thread, until the call is completed.
+ * Strings are owned by the batch. arguments is NUL-terminated; its length
+ * excludes the NUL. */
+TOOLCALL_EXTERN const char *toolcall_call_id(const toolcall_call_t *call);
+TOOLCALL_EXTERN const char *toolcall_call_tool(const toolcall_call_t *call);
+TOOLCALL_EXTERN const char *toolcall_call_arguments(const toolcall_call_t *call,
+                                                    size_t *len);
+TOOLCALL_EXTERN size_t toolcall_call_index(const toolcall_call_t *call);
+TOOLCALL_EXTERN toolcall_batch_t *toolcall_call_batch(const toolcall_call_t *call);
+TOOLCALL_EXTERN toolcall_ledger_t *toolcall_call_ledger(const toolcall_call_t *call);
+
+/* End a call: status is TOOLCALL_OK, TOOLCALL_TOOL_ERROR or TOOLCALL_RETRY;
+ * text (len bytes, len 0 means strlen; NULL for none) is copied: the output
+ * for ok, the message for the model otherwise. Exactly once per call. A
+ * worker tool calls it before its function returns (if it does not, the call
+ * ends as a tool error); a loop tool calls it from any thread, at any time
+ * after its start. After it returns the call pointer is invalid.
+ * Errors: UV_EINVAL (bad status), TOOLCALL_ESTATE (already completed),
+ * UV_ENOMEM (the call then ends as a tool error all the same). */
+TOOLCALL_EXTERN int toolcall_call_complete(toolcall_call_t *call,
+                                           toolcall_status_t status,
+                                           const char *text, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TOOLCALL_H */

@@ -1,0 +1,361 @@
+/* Batches: validate and copy the calls of one model response, start them
+ * all, and gather their results in call order. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char empty_output[] = "";
+static const char msg_no_result[] =
+    "the tool returned without completing the call";
+static const char msg_nomem[] = "out of memory while recording the result";
+static const char msg_unknown_nomem[] = "unknown tool";
+
+/* ---- validation ---- */
+
+typedef struct {
+  size_t id_len;
+  size_t name_len;
+  size_t args_len;
+  const char *args;
+} spec_info_t;
+
+/* Duplicate ids: a small table of call indexes (+1) keyed by id hash.
+ * Batches of a few calls compare pairwise and allocate nothing. */
+static int find_duplicate_id(const toolcall_call_spec_t *calls,
+                             const spec_info_t *info, size_t n, size_t *dup) {
+  if (n <= 8) {
+    for (size_t i = 1; i < n; i++)
+      for (size_t j = 0; j < i; j++)
+        if (info[i].id_len == info[j].id_len &&
+            memcmp(calls[i].id, calls[j].id, info[i].id_len) == 0) {
+          *dup = i;
+          return TOOLCALL_EDUPID;
+        }
+    return 0;
+  }
+  size_t nslots = 16;
+  while (nslots < 2 * n)
+    nslots *= 2;
+  size_t *slots = toolcall__calloc(nslots, sizeof(*slots));
+  if (slots == NULL)
+    return UV_ENOMEM;
+  int rc = 0;
+  size_t mask = nslots - 1;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    size_t s = toolcall__hash(calls[i].id, info[i].id_len) & mask;
+    for (; slots[s] != 0; s = (s + 1) & mask) {
+      size_t j = slots[s] - 1;
+      if (info[j].id_len == info[i].id_len &&
+          memcmp(calls[j].id, calls[i].id, info[i].id_len) == 0) {
+        *dup = i;
+        rc = TOOLCALL_EDUPID;
+        break;
+      }
+    }
+    slots[s] = i + 1;
+  }
+  toolcall__free(slots);
+  return rc;
+}
+
+static int check_specs(const toolcall_manager_t *m,
+                       const toolcall_call_spec_t *calls, spec_info_t *info,
+                       size_t n, size_t *strings, toolcall_error_t *err) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) {
+    const toolcall_call_spec_t *c = &calls[i];
+    spec_info_t *in = &info[i];
+    if (c->id == NULL || c->name == NULL)
+      return toolcall__fail(err, UV_EINVAL, i, "call %zu: %s is NULL", i,
+                            c->id == NULL ? "id" : "name");
+    in->id_len = strnlen(c->id, TOOLCALL_ID_MAX + 1);
+    if (in->id_len == 0)
+      return toolcall__fail(err, UV_EINVAL, i, "call %zu: id is empty", i);
+    if (in->id_len > TOOLCALL_ID_MAX)
+      return toolcall__fail(err, UV_ENAMETOOLONG, i,
+                            "call %zu: id is longer than %d bytes", i,
+                            TOOLCALL_ID_MAX);
+    if (!toolcall__utf8_valid(c->id, in->id_len))
+      return toolcall__fail(err, UV_EILSEQ, i,
+                            "call %zu: id is not valid UTF-8", i);
+    in->name_len = strlen(c->name);
+    if (!toolcall__utf8_valid(c->name, in->name_len))
+      return toolcall__fail(err, UV_EILSEQ, i,
+                            "call %zu: tool name is not valid UTF-8", i);
+    if (c->arguments == NULL) {
+      in->args = "{}";
+      in->args_len = 2;
+    } else {
+      in->args = c->arguments;
+      in->args_len = c->arguments_len != 0
+                         ? c->arguments_len
+                         : strnlen(c->arguments, m->max_argument_bytes + 1);
+    }
+    if (in->args_len > m->max_argument_bytes)
+      return toolcall__fail(err, UV_E2BIG, i,
+                            "call %zu: arguments are longer than %zu bytes", i,
+                            m->max_argument_bytes);
+    if (!toolcall__utf8_valid(in->args, in->args_len))
+      return toolcall__fail(err, UV_EILSEQ, i,
+                            "call %zu: arguments are not valid UTF-8 (or hold "
+                            "a NUL byte)",
+                            i);
+    /* Each piece is bounded (ids, max_argument_bytes) but names are not:
+     * guard the sum. */
+    size_t need = in->id_len + in->name_len + in->args_len + 3;
+    if (need < in->name_len || total > SIZE_MAX - need)
+      return toolcall__fail(err, UV_E2BIG, i, "call %zu: batch too large", i);
+    total += need;
+  }
+  size_t dup = 0;
+  int rc = find_duplicate_id(calls, info, n, &dup);
+  if (rc == TOOLCALL_EDUPID)
+    return toolcall__fail(err, rc, dup, "call %zu: id '%s' is used twice",
+                          dup, calls[dup].id);
+  if (rc != 0)
+    return toolcall__fail(err, rc, SIZE_MAX, "out of memory");
+  *strings = total;
+  return 0;
+}
+
+/* ---- results ---- */
+
+static void set_message(toolcall_call_t *call, char *owned,
+                        const char *fallback) {
+  call->r.message = owned != NULL ? owned : fallback;
+  call->message_owned = owned != NULL;
+}
+
+static void set_unknown(toolcall_call_t *call) {
+  const toolcall_registry_t *reg = call->batch->manager->registry;
+  size_t name_len = strlen(call->r.tool);
+  size_t shown = toolcall__utf8_prefix(call->r.tool, name_len, 80);
+  const char *names = reg->names != NULL ? reg->names : "";
+  size_t size = shown + strlen(names) + 64;
+  char *msg = toolcall__malloc(size);
+  if (msg != NULL)
+    snprintf(msg, size, "unknown tool '%.*s%s'; available tools: %s",
+             (int)shown, call->r.tool, shown < name_len ? "..." : "",
+             reg->count > 0 ? names : "(none)");
+  call->r.status = TOOLCALL_UNKNOWN_TOOL;
+  set_message(call, msg, msg_unknown_nomem);
+}
+
+void toolcall__call_finish(toolcall_call_t *call) {
+  toolcall_batch_t *b = call->batch;
+  toolcall_manager_t *m = b->manager;
+  toolcall__ledger_finish(m->ledger, call->r.status);
+  if (--b->pending > 0)
+    return;
+  if (--m->batches_in_flight == 0)
+    uv_unref((uv_handle_t *)&m->async);
+  b->cb(b, 0);
+  toolcall__manager_batch_done(m);
+}
+
+/* ---- running ---- */
+
+static void worker_run(uv_work_t *req) {
+  toolcall_call_t *call = req->data;
+  call->start_ns = uv_hrtime();
+  call->tool->fn(call, call->tool->data);
+  if (!atomic_load_explicit(&call->completed, memory_order_relaxed)) {
+    atomic_store_explicit(&call->completed, 1, memory_order_relaxed);
+    call->r.status = TOOLCALL_TOOL_ERROR;
+    set_message(call, NULL, msg_no_result);
+    call->r.duration_ns = uv_hrtime() - call->start_ns;
+  }
+}
+
+static void worker_done(uv_work_t *req, int status) {
+  (void)status; /* no cancellation yet: always 0 */
+  toolcall__call_finish(req->data);
+}
+
+int toolcall_call_complete(toolcall_call_t *call, toolcall_status_t status,
+                           const char *text, size_t len) {
+  if (call == NULL)
+    return UV_EINVAL;
+  if (status != TOOLCALL_OK && status != TOOLCALL_TOOL_ERROR &&
+      status != TOOLCALL_RETRY)
+    return UV_EINVAL;
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&call->completed, &expected, 1))
+    return TOOLCALL_ESTATE;
+  int rc = 0;
+  char *copy = NULL;
+  if (text != NULL) {
+    if (len == 0)
+      len = strlen(text);
+    if ((copy = toolcall__strndup(text, len)) == NULL) {
+      rc = UV_ENOMEM;
+      status = TOOLCALL_TOOL_ERROR;
+    }
+  }
+  call->r.status = status;
+  if (status == TOOLCALL_OK) {
+    call->r.output = copy != NULL ? copy : empty_output;
+    call->r.output_len = copy != NULL ? len : 0;
+    call->output_owned = copy != NULL;
+  } else {
+    set_message(call, copy, rc != 0 ? msg_nomem : toolcall_status_name(status));
+  }
+  call->r.duration_ns = uv_hrtime() - call->start_ns;
+  if (call->tool->kind == TOOLCALL_TOOL_LOOP)
+    toolcall__manager_post_done(call->batch->manager, call);
+  return rc;
+}
+
+int toolcall_batch_submit(toolcall_manager_t *m,
+                          const toolcall_call_spec_t *calls, size_t n,
+                          toolcall_batch_cb cb, void *data,
+                          toolcall_batch_t **out, toolcall_error_t *err) {
+  if (m == NULL || cb == NULL || (calls == NULL && n > 0))
+    return toolcall__fail(err, UV_EINVAL, SIZE_MAX,
+                          "manager, calls or callback is NULL");
+  if (m->closing)
+    return toolcall__fail(err, TOOLCALL_ECLOSING, SIZE_MAX,
+                          "the manager is closing");
+  if (n == 0)
+    return toolcall__fail(err, TOOLCALL_EEMPTY, SIZE_MAX, "the batch is empty");
+  if (n > m->max_batch_calls)
+    return toolcall__fail(err, UV_E2BIG, SIZE_MAX,
+                          "the batch has %zu calls; the limit is %zu", n,
+                          m->max_batch_calls);
+
+  spec_info_t *info = toolcall__malloc(n * sizeof(*info));
+  if (info == NULL)
+    return toolcall__fail(err, UV_ENOMEM, SIZE_MAX, "out of memory");
+  size_t strings = 0;
+  int rc = check_specs(m, calls, info, n, &strings, err);
+  if (rc != 0) {
+    toolcall__free(info);
+    return rc;
+  }
+
+  /* One allocation: the batch, its calls, then every string. */
+  size_t head = (sizeof(toolcall_batch_t) + 15) & ~(size_t)15;
+  size_t calls_size = n * sizeof(toolcall_call_t);
+  toolcall_batch_t *b = NULL;
+  if (calls_size / sizeof(toolcall_call_t) == n &&
+      head + calls_size <= SIZE_MAX - strings)
+    b = toolcall__malloc(head + calls_size + strings);
+  if (b == NULL) {
+    toolcall__free(info);
+    return toolcall__fail(err, UV_ENOMEM, SIZE_MAX, "out of memory");
+  }
+  b->manager = m;
+  b->cb = cb;
+  b->data = data;
+  b->n = n;
+  b->pending = n;
+  b->calls = (toolcall_call_t *)((char *)b + head);
+  char *p = (char *)b->calls + calls_size;
+  for (size_t i = 0; i < n; i++) {
+    toolcall_call_t *c = &b->calls[i];
+    const spec_info_t *in = &info[i];
+    memset(c, 0, offsetof(toolcall_call_t, work));
+    c->batch = b;
+    c->index = i;
+    c->r.id = memcpy(p, calls[i].id, in->id_len);
+    p += in->id_len;
+    *p++ = '\0';
+    c->r.tool = memcpy(p, calls[i].name, in->name_len);
+    p += in->name_len;
+    *p++ = '\0';
+    c->args = memcpy(p, in->args, in->args_len);
+    c->args_len = in->args_len;
+    p += in->args_len;
+    *p++ = '\0';
+    c->r.output = empty_output;
+    atomic_init(&c->completed, 0);
+    c->tool = toolcall__registry_find(m->registry, c->r.tool, in->name_len);
+  }
+  toolcall__free(info);
+
+  toolcall__ledger_dispatch(m->ledger, n);
+  if (m->batches_in_flight++ == 0)
+    uv_ref((uv_handle_t *)&m->async);
+  if (out != NULL)
+    *out = b;
+
+  /* Start every call. A loop tool may complete inside its start function;
+   * completions go through the queue, so the batch callback never runs
+   * inside submit. */
+  for (size_t i = 0; i < n; i++) {
+    toolcall_call_t *c = &b->calls[i];
+    if (c->tool == NULL) {
+      set_unknown(c);
+      atomic_store(&c->completed, 1);
+      toolcall__manager_post_done(m, c);
+    } else if (c->tool->kind == TOOLCALL_TOOL_WORKER) {
+      c->work.data = c;
+      uv_queue_work(m->loop, &c->work, worker_run, worker_done);
+    } else {
+      c->start_ns = uv_hrtime();
+      c->tool->fn(c, c->tool->data);
+    }
+  }
+  return 0;
+}
+
+void toolcall_batch_free(toolcall_batch_t *b) {
+  if (b == NULL)
+    return;
+  for (size_t i = 0; i < b->n; i++) {
+    toolcall_call_t *c = &b->calls[i];
+    if (c->output_owned)
+      toolcall__free((char *)c->r.output);
+    if (c->message_owned)
+      toolcall__free((char *)c->r.message);
+  }
+  toolcall__free(b);
+}
+
+size_t toolcall_batch_size(const toolcall_batch_t *b) {
+  return b != NULL ? b->n : 0;
+}
+
+const toolcall_result_t *toolcall_batch_result(const toolcall_batch_t *b,
+                                               size_t i) {
+  if (b == NULL || i >= b->n)
+    return NULL;
+  return &b->calls[i].r;
+}
+
+void *toolcall_batch_data(const toolcall_batch_t *b) {
+  return b != NULL ? b->data : NULL;
+}
+
+toolcall_manager_t *toolcall_batch_manager(const toolcall_batch_t *b) {
+  return b != NULL ? b->manager : NULL;
+}
+
+const char *toolcall_call_id(const toolcall_call_t *call) {
+  return call != NULL ? call->r.id : NULL;
+}
+
+const char *toolcall_call_tool(const toolcall_call_t *call) {
+  return call != NULL ? call->r.tool : NULL;
+}
+
+const char *toolcall_call_arguments(const toolcall_call_t *call, size_t *len) {
+  if (call == NULL)
+    return NULL;
+  if (len != NULL)
+    *len = call->args_len;
+  return call->args;
+}
+
+size_t toolcall_call_index(const toolcall_call_t *call) {
+  return call != NULL ? call->index : SIZE_MAX;
+}
+
+toolcall_batch_t *toolcall_call_batch(const toolcall_call_t *call) {
+  return call != NULL ? call->batch : NULL;
+}
+
+toolcall_ledger_t *toolcall_call_ledger(const toolcall_call_t *call) {
+  return call != NULL ? call->batch->manager->ledger : NULL;
+}
