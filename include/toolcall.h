@@ -78,6 +78,7 @@ TOOLCALL_EXTERN const char *toolcall_version_string(void);
  *   UV_EOVERFLOW     adding usage would overflow a 64-bit counter; nothing
  *                    was added
  *   UV_ENOENT        no such detail counter
+ *   UV_ENOSPC        a ledger's 64 detail counters are all in use
  */
 #define TOOLCALL_ERRNO_MAP(XX)                                                 \
   XX(EDUPID, -30001, "duplicate call id in batch")                             \
@@ -85,7 +86,9 @@ TOOLCALL_EXTERN const char *toolcall_version_string(void);
   XX(ECLOSING, -30003, "manager is closing")                                   \
   XX(EFROZEN, -30004, "registry is in use by a manager and can no longer "    \
                       "change")                                                \
-  XX(ESTATE, -30005, "call is not in a state that allows this")
+  XX(ESTATE, -30005, "not in a state that allows this")                      \
+  XX(ELIMIT, -30006, "a usage limit would be exceeded")                        \
+  XX(ETOKENS, -30007, "a token limit is exceeded")
 
 typedef enum {
 #define TOOLCALL_ERR_ENUM_(name, code, msg) TOOLCALL_##name = (code),
@@ -247,7 +250,14 @@ typedef struct {
   uint64_t dispatched;
   /* Finished calls by status, indexed by toolcall_status_t. */
   uint64_t calls[TOOLCALL_STATUS_SLOTS_];
-  uint64_t reserved_[8];
+  /* Admitted but not yet finished: tool calls admitted against the
+   * tool_calls limit, and requests admitted by
+   * toolcall_ledger_admit_request() but not yet committed or released.
+   * tool_calls + reserved_tool_calls <= the tool_calls limit at every
+   * instant (unless the limit was lowered below usage). */
+  uint64_t reserved_tool_calls;
+  uint64_t reserved_requests;
+  uint64_t reserved_[6];
 } toolcall_snapshot_t;
 
 /* A named counter ("reasoning_tokens", "web_searches", ...). */
@@ -274,7 +284,7 @@ TOOLCALL_EXTERN int toolcall_ledger_add_usage(toolcall_ledger_t *ledger,
 
 /* Add delta to the named detail counter, creating it at 0 first. name is
  * copied; 1..TOOLCALL_DETAIL_NAME_MAX bytes. Any thread. Errors: UV_EINVAL,
- * UV_ENAMETOOLONG, UV_EOVERFLOW, UV_ENOMEM. */
+ * UV_ENAMETOOLONG, UV_EOVERFLOW, UV_ENOSPC (64 counters exist already). */
 TOOLCALL_EXTERN int toolcall_ledger_add_detail(toolcall_ledger_t *ledger,
                                                const char *name,
                                                uint64_t delta);
@@ -294,6 +304,85 @@ TOOLCALL_EXTERN int toolcall_ledger_details(const toolcall_ledger_t *ledger,
 TOOLCALL_EXTERN int toolcall_ledger_snapshot(const toolcall_ledger_t *ledger,
                                              toolcall_snapshot_t *out);
 
+
+/* ------------------------------------------------------------------------ */
+/* Limits                                                                   */
+
+/* A limit that is not set. */
+#define TOOLCALL_UNLIMITED ((int64_t)-1)
+
+/* Usage limits, as pydantic-ai's UsageLimits. Each is TOOLCALL_UNLIMITED or
+ * 0..INT64_MAX. */
+typedef struct {
+  int64_t requests;      /* model requests (request_limit) */
+  int64_t tool_calls;    /* tool calls that ran ok (tool_calls_limit) */
+  int64_t input_tokens;  /* input_tokens_limit */
+  int64_t output_tokens; /* output_tokens_limit */
+  int64_t total_tokens;  /* input + output (total_tokens_limit) */
+  int64_t reserved_[7];  /* zero */
+} toolcall_limits_t;
+
+/* Fill limits with TOOLCALL_UNLIMITED everywhere. Any thread. */
+TOOLCALL_EXTERN void toolcall_limits_init(toolcall_limits_t *limits);
+
+/* Set every limit at once; copied. Any thread. Takes effect for the next
+ * admission; admissions already made stand. A limit may be set below what
+ * is already used: then nothing more is admitted against it (and the
+ * snapshot shows usage above the limit). UV_EINVAL for a limit below -1. */
+TOOLCALL_EXTERN int toolcall_ledger_set_limits(toolcall_ledger_t *ledger,
+                                               const toolcall_limits_t *limits);
+
+/* Read the limits. Any thread. */
+TOOLCALL_EXTERN int toolcall_ledger_get_limits(const toolcall_ledger_t *ledger,
+                                               toolcall_limits_t *limits);
+
+/* Limit the uses of one tool (calls of it that ran ok), for every manager
+ * using this ledger. Uses are counted from the moment a tool's limit is
+ * first set; set it again to change it, TOOLCALL_UNLIMITED to lift it (its
+ * count is kept). name is copied. Up to 64 tools per ledger. Any thread.
+ * Errors: UV_EINVAL, UV_ENAMETOOLONG, UV_ENOSPC. */
+TOOLCALL_EXTERN int toolcall_ledger_set_tool_limit(toolcall_ledger_t *ledger,
+                                                   const char *tool,
+                                                   int64_t max_uses);
+
+/* Read a tool's uses (ran ok) and reserved uses (admitted, running). Only
+ * tools with a limit are tracked: UV_ENOENT otherwise. Any thread. */
+TOOLCALL_EXTERN int toolcall_ledger_tool_uses(const toolcall_ledger_t *ledger,
+                                              const char *tool, uint64_t *used,
+                                              uint64_t *reserved);
+
+/* Admit one model request before sending it: in one critical section, check
+ * requests + reserved requests + 1 <= the request limit and that no token
+ * limit is already exceeded, and reserve the request. Then call
+ * toolcall_ledger_commit_request() with the response's usage, or
+ * toolcall_ledger_release_request() if no response came. Any thread.
+ * Errors: TOOLCALL_ELIMIT (the request limit), TOOLCALL_ETOKENS (a token
+ * limit already exceeded); err says which and the numbers. */
+TOOLCALL_EXTERN int toolcall_ledger_admit_request(toolcall_ledger_t *ledger,
+                                                  toolcall_error_t *err);
+
+/* Turn an admitted request into a count and add the response's tokens (its
+ * `requests` field is ignored: the request counts as one). Any thread.
+ * Returns 0, or TOOLCALL_ETOKENS if a token limit is now exceeded (the usage
+ * is added all the same: it was spent; the next admission is refused), or
+ * TOOLCALL_ESTATE if no request was admitted, or UV_EOVERFLOW. */
+TOOLCALL_EXTERN int toolcall_ledger_commit_request(toolcall_ledger_t *ledger,
+                                                   const toolcall_usage_t *usage,
+                                                   toolcall_error_t *err);
+
+/* Release an admitted request that was never answered. Any thread.
+ * TOOLCALL_ESTATE if no request was admitted. */
+TOOLCALL_EXTERN int toolcall_ledger_release_request(toolcall_ledger_t *ledger);
+
+/* What happens to a batch that does not fit the tool-call limits. */
+typedef enum {
+  TOOLCALL_POLICY_DEFAULT = 0,      /* in batch options: the manager's */
+  TOOLCALL_POLICY_REJECT_BATCH = 1, /* no call runs; the batch fails with
+                                       TOOLCALL_ELIMIT (pydantic-ai) */
+  TOOLCALL_POLICY_PARTIAL = 2       /* the calls that fit run, in call order;
+                                       the rest end TOOLCALL_REJECTED */
+} toolcall_limit_policy_t;
+
 /* ------------------------------------------------------------------------ */
 /* Manager                                                                  */
 
@@ -302,6 +391,7 @@ typedef struct {
   toolcall_ledger_t *ledger;     /* borrowed; NULL: the manager owns one */
   size_t max_argument_bytes;     /* per call; default 8 MiB */
   size_t max_batch_calls;        /* default 1,048,576 */
+  toolcall_limit_policy_t limit_policy; /* default REJECT_BATCH */
   void *data;                    /* yours; see toolcall_manager_data() */
   void *reserved_[8];            /* zero */
 } toolcall_manager_options_t;
@@ -364,24 +454,47 @@ typedef struct {
 } toolcall_result_t;
 
 /* Runs once per batch on the loop thread, when every call has ended.
- * status is 0 (the per-call statuses tell the rest). The batch is yours from
- * here on: read its results, then toolcall_batch_free() it, in the callback
- * or later. */
+ * status is 0, or TOOLCALL_ELIMIT when the reject-batch policy refused the
+ * whole batch (then no call ran, every call of a known tool ended
+ * TOOLCALL_REJECTED, and toolcall_batch_error() says which limit and the
+ * projected count). The batch is yours from here on: read its results, then
+ * toolcall_batch_free() it, in the callback or later. */
 typedef void (*toolcall_batch_cb)(toolcall_batch_t *batch, int status);
 
-/* Dispatch n calls at once; they run concurrently. Loop thread. calls and
- * everything they point to are copied. data is yours (toolcall_batch_data).
+typedef struct {
+  toolcall_limit_policy_t limit_policy; /* DEFAULT: the manager's */
+  void *reserved_[8];                   /* zero */
+} toolcall_batch_options_t;
+
+/* Fill opts with defaults (the manager's policy). Any thread. */
+TOOLCALL_EXTERN void toolcall_batch_options_init(toolcall_batch_options_t *opts);
+
+/* Dispatch n calls at once; they run concurrently. Loop thread.
+ *
+ * Admission comes first, in one critical section of the ledger: the calls
+ * that would run (those of known tools) are checked against the tool_calls
+ * limit and the per-tool limits (used + reserved + wanted <= limit) and
+ * reserved; the policy (opts, else the manager's) decides what happens to a
+ * batch that does not fit. Each reservation becomes a count when its call
+ * ends ok and is released otherwise.
+ *
+ * calls and everything they point to are copied; opts (NULL for defaults)
+ * too. data is yours (toolcall_batch_data).
  * out, if not NULL, receives the batch handle (owned by the library until
  * cb has run). Returns 0 and calls cb exactly once later, or returns an
- * error, counts nothing and never calls cb. Errors: UV_EINVAL (NULL, a NULL
- * or empty id or name pointer NULL), TOOLCALL_EEMPTY (n == 0),
+ * error, counts nothing and never calls cb. Errors: UV_EINVAL (manager,
+ * calls or cb NULL; a call's id or name NULL; an empty id: an empty *name*
+ * is not an error but ends that call as TOOLCALL_UNKNOWN_TOOL),
+ * TOOLCALL_EEMPTY (n == 0),
  * UV_ENAMETOOLONG (an id), TOOLCALL_EDUPID, UV_EILSEQ (an id or arguments
  * not UTF-8), UV_E2BIG, TOOLCALL_ECLOSING, UV_ENOMEM. err may be NULL; its
  * index names the offending call. */
 TOOLCALL_EXTERN int toolcall_batch_submit(toolcall_manager_t *manager,
                                           const toolcall_call_spec_t *calls,
-                                          size_t n, toolcall_batch_cb cb,
-                                          void *data, toolcall_batch_t **out,
+                                          size_t n,
+                                          const toolcall_batch_options_t *opts,
+                                          toolcall_batch_cb cb, void *data,
+                                          toolcall_batch_t **out,
                                           toolcall_error_t *err);
 
 /* Free a finished batch and its results. Loop thread or any thread once its
@@ -397,6 +510,11 @@ TOOLCALL_EXTERN const toolcall_result_t *toolcall_batch_result(
 TOOLCALL_EXTERN void *toolcall_batch_data(const toolcall_batch_t *batch);
 TOOLCALL_EXTERN toolcall_manager_t *toolcall_batch_manager(
     const toolcall_batch_t *batch);
+
+/* Why the batch failed (its callback's status was not 0), as a sentence
+ * such as "the next 3 tool call(s) would exceed the tool_calls limit of 6
+ * (tool_calls would be 8)"; NULL if it did not. Owned by the batch. */
+TOOLCALL_EXTERN const char *toolcall_batch_error(const toolcall_batch_t *batch);
 
 /* ------------------------------------------------------------------------ */
 /* Inside a tool                                                            */

@@ -90,7 +90,9 @@ static int check_specs(const toolcall_manager_t *m,
       in->args = c->arguments;
       in->args_len = c->arguments_len != 0
                          ? c->arguments_len
-                         : strnlen(c->arguments, m->max_argument_bytes + 1);
+                         : strnlen(c->arguments, m->max_argument_bytes == SIZE_MAX
+                                                     ? SIZE_MAX
+                                                     : m->max_argument_bytes + 1);
     }
     if (in->args_len > m->max_argument_bytes)
       return toolcall__fail(err, UV_E2BIG, i,
@@ -142,15 +144,57 @@ static void set_unknown(toolcall_call_t *call) {
   set_message(call, msg, msg_unknown_nomem);
 }
 
+/* Admission refused the call: say why, in words the model can read. */
+static void set_rejected(toolcall_call_t *call,
+                         const toolcall__admission_t *adm) {
+  toolcall_batch_t *b = call->batch;
+  call->r.status = TOOLCALL_REJECTED;
+  if (call->admit != TOOLCALL__ADMIT_OVER_TOOL) {
+    set_message(call, NULL, b->message);
+    return;
+  }
+  const toolcall__tool_use_t *u = call->tool_use;
+  char *msg = toolcall__malloc(TOOLCALL_NAME_MAX + 128);
+  if (msg != NULL)
+    snprintf(msg, TOOLCALL_NAME_MAX + 128,
+             "tool call rejected: the tool '%s' has used all %lld of its "
+             "allowed uses; do not call it again",
+             u->name, (long long)u->limit);
+  set_message(call, msg, "tool call rejected: the tool's use limit is reached");
+  call->tool_use = NULL; /* holds no reservation */
+  (void)adm;
+}
+
+static void format_admission(toolcall_batch_t *b,
+                             const toolcall__admission_t *adm) {
+  if (adm->failed && adm->tool_use != NULL)
+    snprintf(b->message, sizeof(b->message),
+             "the next %llu call(s) of tool '%s' would exceed its limit of "
+             "%lld uses (uses would be %llu)",
+             (unsigned long long)adm->wanted, adm->tool_use->name,
+             (long long)adm->limit, (unsigned long long)adm->projected);
+  else if (adm->failed)
+    snprintf(b->message, sizeof(b->message),
+             "the next %llu tool call(s) would exceed the tool_calls limit of "
+             "%lld (tool_calls would be %llu)",
+             (unsigned long long)adm->wanted, (long long)adm->limit,
+             (unsigned long long)adm->projected);
+  else if (adm->rejected > 0)
+    snprintf(b->message, sizeof(b->message),
+             "tool call rejected: the tool_calls limit of %lld is reached; "
+             "no more tool calls can run",
+             (long long)adm->limit);
+}
+
 void toolcall__call_finish(toolcall_call_t *call) {
   toolcall_batch_t *b = call->batch;
   toolcall_manager_t *m = b->manager;
-  toolcall__ledger_finish(m->ledger, call->r.status);
+  toolcall__ledger_finish(m->ledger, call);
   if (--b->pending > 0)
     return;
   if (--m->batches_in_flight == 0)
     uv_unref((uv_handle_t *)&m->async);
-  b->cb(b, 0);
+  b->cb(b, b->status);
   toolcall__manager_batch_done(m);
 }
 
@@ -207,13 +251,29 @@ int toolcall_call_complete(toolcall_call_t *call, toolcall_status_t status,
   return rc;
 }
 
+void toolcall_batch_options_init(toolcall_batch_options_t *opts) {
+  if (opts != NULL) {
+    memset(opts, 0, sizeof(*opts));
+    opts->limit_policy = TOOLCALL_POLICY_DEFAULT;
+  }
+}
+
 int toolcall_batch_submit(toolcall_manager_t *m,
                           const toolcall_call_spec_t *calls, size_t n,
+                          const toolcall_batch_options_t *opts,
                           toolcall_batch_cb cb, void *data,
                           toolcall_batch_t **out, toolcall_error_t *err) {
   if (m == NULL || cb == NULL || (calls == NULL && n > 0))
     return toolcall__fail(err, UV_EINVAL, SIZE_MAX,
                           "manager, calls or callback is NULL");
+  toolcall_limit_policy_t policy = m->limit_policy;
+  if (opts != NULL && opts->limit_policy != TOOLCALL_POLICY_DEFAULT) {
+    if (opts->limit_policy != TOOLCALL_POLICY_REJECT_BATCH &&
+        opts->limit_policy != TOOLCALL_POLICY_PARTIAL)
+      return toolcall__fail(err, UV_EINVAL, SIZE_MAX,
+                            "unknown limit policy %d", (int)opts->limit_policy);
+    policy = opts->limit_policy;
+  }
   if (m->closing)
     return toolcall__fail(err, TOOLCALL_ECLOSING, SIZE_MAX,
                           "the manager is closing");
@@ -235,12 +295,12 @@ int toolcall_batch_submit(toolcall_manager_t *m,
   }
 
   /* One allocation: the batch, its calls, then every string. */
-  size_t head = (sizeof(toolcall_batch_t) + 15) & ~(size_t)15;
+  size_t head_size = (sizeof(toolcall_batch_t) + 15) & ~(size_t)15;
   size_t calls_size = n * sizeof(toolcall_call_t);
   toolcall_batch_t *b = NULL;
   if (calls_size / sizeof(toolcall_call_t) == n &&
-      head + calls_size <= SIZE_MAX - strings)
-    b = toolcall__malloc(head + calls_size + strings);
+      head_size + calls_size <= SIZE_MAX - strings)
+    b = toolcall__malloc(head_size + calls_size + strings);
   if (b == NULL) {
     toolcall__free(info);
     return toolcall__fail(err, UV_ENOMEM, SIZE_MAX, "out of memory");
@@ -250,7 +310,9 @@ int toolcall_batch_submit(toolcall_manager_t *m,
   b->data = data;
   b->n = n;
   b->pending = n;
-  b->calls = (toolcall_call_t *)((char *)b + head);
+  b->status = 0;
+  b->message[0] = '\0';
+  b->calls = (toolcall_call_t *)((char *)b + head_size);
   char *p = (char *)b->calls + calls_size;
   for (size_t i = 0; i < n; i++) {
     toolcall_call_t *c = &b->calls[i];
@@ -274,22 +336,48 @@ int toolcall_batch_submit(toolcall_manager_t *m,
   }
   toolcall__free(info);
 
-  toolcall__ledger_dispatch(m->ledger, n);
+  size_t wanted = 0;
+  for (size_t i = 0; i < n; i++)
+    wanted += b->calls[i].tool != NULL;
+  toolcall__admission_t adm;
+  toolcall__ledger_admit(m->ledger, b->calls, n, wanted, policy, &adm);
+  format_admission(b, &adm);
+  if (adm.failed)
+    b->status = TOOLCALL_ELIMIT;
+
   if (m->batches_in_flight++ == 0)
     uv_ref((uv_handle_t *)&m->async);
   if (out != NULL)
     *out = b;
 
-  /* Start every call. A loop tool may complete inside its start function;
-   * completions go through the queue, so the batch callback never runs
-   * inside submit. */
+  /* Calls that never run (unknown tools, calls refused by a limit) end
+   * through the completion queue in one chain, so the batch callback never
+   * runs inside submit. Then every admitted call starts; a loop tool may
+   * complete inside its start function, which also goes through the
+   * queue. */
+  toolcall_call_t *head = NULL, *tail = NULL;
   for (size_t i = 0; i < n; i++) {
     toolcall_call_t *c = &b->calls[i];
-    if (c->tool == NULL) {
+    if (c->admit == TOOLCALL__ADMIT_RESERVED)
+      continue;
+    if (c->tool == NULL)
       set_unknown(c);
-      atomic_store(&c->completed, 1);
-      toolcall__manager_post_done(m, c);
-    } else if (c->tool->kind == TOOLCALL_TOOL_WORKER) {
+    else
+      set_rejected(c, &adm);
+    atomic_store_explicit(&c->completed, 1, memory_order_relaxed);
+    if (tail != NULL)
+      tail->next_done = c;
+    else
+      head = c;
+    tail = c;
+  }
+  if (head != NULL)
+    toolcall__manager_post_done_chain(m, head, tail);
+  for (size_t i = 0; i < n; i++) {
+    toolcall_call_t *c = &b->calls[i];
+    if (c->admit != TOOLCALL__ADMIT_RESERVED)
+      continue;
+    if (c->tool->kind == TOOLCALL_TOOL_WORKER) {
       c->work.data = c;
       uv_queue_work(m->loop, &c->work, worker_run, worker_done);
     } else {
@@ -330,6 +418,10 @@ void *toolcall_batch_data(const toolcall_batch_t *b) {
 
 toolcall_manager_t *toolcall_batch_manager(const toolcall_batch_t *b) {
   return b != NULL ? b->manager : NULL;
+}
+
+const char *toolcall_batch_error(const toolcall_batch_t *b) {
+  return b != NULL && b->status != 0 ? b->message : NULL;
 }
 
 const char *toolcall_call_id(const toolcall_call_t *call) {

@@ -26,9 +26,17 @@ const char *toolcall_strerror(int err) {
   default:
     break;
   }
-  /* libuv names its own codes; it answers "Unknown system error" for the
-   * rest, which we keep as is. */
-  return uv_strerror(err);
+  /* Only codes libuv knows go to uv_strerror(): for any other it allocates
+   * a fresh string that nobody frees. */
+  switch (err) {
+#define TOOLCALL_UV_STRERROR_CASE_(name, msg)                                  \
+  case UV_##name:                                                              \
+    return msg;
+    UV_ERRNO_MAP(TOOLCALL_UV_STRERROR_CASE_)
+#undef TOOLCALL_UV_STRERROR_CASE_
+  default:
+    return "unknown error";
+  }
 }
 
 const char *toolcall_err_name(int err) {

@@ -61,11 +61,44 @@ const toolcall__tool_t *toolcall__registry_find(const toolcall_registry_t *reg,
                                                 const char *name, size_t len);
 
 /* ---- ledger (ledger.c) ---- */
-/* Count n calls accepted by a submit. */
-void toolcall__ledger_dispatch(toolcall_ledger_t *ledger, uint64_t n);
-/* Count one finished call under its status. */
-void toolcall__ledger_finish(toolcall_ledger_t *ledger,
-                             toolcall_status_t status);
+typedef struct {
+  char name[TOOLCALL_NAME_MAX + 1];
+  size_t name_len;
+  int64_t limit;
+  uint64_t used;     /* calls of the tool that ran ok */
+  uint64_t reserved; /* admitted, not yet finished */
+  uint64_t want;     /* scratch for one admission, under the lock */
+} toolcall__tool_use_t;
+
+/* How admission left a call. */
+typedef enum {
+  TOOLCALL__ADMIT_NONE = 0,     /* unknown tool: nothing to reserve */
+  TOOLCALL__ADMIT_RESERVED,     /* holds a reservation until it finishes */
+  TOOLCALL__ADMIT_OVER_LIMIT,   /* partial: the tool_calls limit is spent */
+  TOOLCALL__ADMIT_OVER_TOOL,    /* partial: its tool's uses are spent */
+  TOOLCALL__ADMIT_BATCH_FAILED  /* reject-batch: the batch did not fit */
+} toolcall__admit_t;
+
+/* The outcome of one admission: numbers for the messages, which are
+ * written after the lock is released. */
+typedef struct {
+  bool failed;                   /* reject-batch refused the batch */
+  size_t rejected;               /* calls refused */
+  int64_t limit;                 /* the limit that refused them */
+  uint64_t wanted, projected;    /* reject-batch: the numbers */
+  const toolcall__tool_use_t *tool_use; /* a per-tool limit refused */
+} toolcall__admission_t;
+
+/* In one critical section: count n calls as dispatched, and admit the
+ * `wanted` calls of known tools against the limits under policy, setting
+ * each call's admit state and tool_use. */
+void toolcall__ledger_admit(toolcall_ledger_t *ledger, toolcall_call_t *calls,
+                            size_t n, size_t wanted,
+                            toolcall_limit_policy_t policy,
+                            toolcall__admission_t *adm);
+/* Count one finished call under its status, and turn its reservation into
+ * a use (ok) or release it. */
+void toolcall__ledger_finish(toolcall_ledger_t *ledger, toolcall_call_t *call);
 
 /* ---- calls, batches, manager (batch.c, manager.c) ---- */
 struct toolcall_call_s {
@@ -77,6 +110,8 @@ struct toolcall_call_s {
   size_t index;
   uint64_t start_ns;
   atomic_int completed; /* set once by toolcall_call_complete */
+  toolcall__admit_t admit;
+  toolcall__tool_use_t *tool_use; /* its tool's limit entry, if any */
   bool output_owned;
   bool message_owned;
   toolcall_call_t *next_done; /* manager's completion queue */
@@ -89,7 +124,11 @@ struct toolcall_batch_s {
   void *data;
   size_t n;
   size_t pending; /* calls not yet finished; loop thread only */
+  int status;     /* for the callback: 0 or TOOLCALL_ELIMIT */
   toolcall_call_t *calls;
+  /* Why the batch failed, or the message shared by the calls a limit
+   * rejected. */
+  char message[192];
 };
 
 struct toolcall_manager_s {
@@ -99,6 +138,7 @@ struct toolcall_manager_s {
   bool own_ledger;
   size_t max_argument_bytes;
   size_t max_batch_calls;
+  toolcall_limit_policy_t limit_policy;
   void *data;
 
   /* Calls ended on other threads (and unknown-tool calls) wait here for
@@ -115,8 +155,12 @@ struct toolcall_manager_s {
   toolcall_close_cb close_cb;
 };
 
-/* Queue a finished call for the loop thread. Any thread. */
+/* Queue a finished call, or a chain of them linked by next_done, for the
+ * loop thread. Any thread. */
 void toolcall__manager_post_done(toolcall_manager_t *m, toolcall_call_t *call);
+void toolcall__manager_post_done_chain(toolcall_manager_t *m,
+                                       toolcall_call_t *head,
+                                       toolcall_call_t *tail);
 /* Account a finished call on the loop thread; runs the batch callback when
  * the batch's last call ends. */
 void toolcall__call_finish(toolcall_call_t *call);

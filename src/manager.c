@@ -13,6 +13,7 @@ void toolcall_manager_options_init(toolcall_manager_options_t *opts) {
   memset(opts, 0, sizeof(*opts));
   opts->max_argument_bytes = DEFAULT_MAX_ARGUMENT_BYTES;
   opts->max_batch_calls = DEFAULT_MAX_BATCH_CALLS;
+  opts->limit_policy = TOOLCALL_POLICY_REJECT_BATCH;
 }
 
 static void on_async(uv_async_t *handle) {
@@ -35,6 +36,10 @@ int toolcall_manager_new(toolcall_manager_t **out, uv_loop_t *loop,
     return UV_EINVAL;
   if (opts->max_argument_bytes == 0 || opts->max_batch_calls == 0)
     return UV_EINVAL;
+  if (opts->limit_policy != TOOLCALL_POLICY_DEFAULT &&
+      opts->limit_policy != TOOLCALL_POLICY_REJECT_BATCH &&
+      opts->limit_policy != TOOLCALL_POLICY_PARTIAL)
+    return UV_EINVAL;
   toolcall_manager_t *m = toolcall__calloc(1, sizeof(*m));
   if (m == NULL)
     return UV_ENOMEM;
@@ -43,6 +48,9 @@ int toolcall_manager_new(toolcall_manager_t **out, uv_loop_t *loop,
   m->registry = opts->registry;
   m->max_argument_bytes = opts->max_argument_bytes;
   m->max_batch_calls = opts->max_batch_calls;
+  m->limit_policy = opts->limit_policy == TOOLCALL_POLICY_PARTIAL
+                        ? TOOLCALL_POLICY_PARTIAL
+                        : TOOLCALL_POLICY_REJECT_BATCH;
   m->data = opts->data;
   if (opts->ledger != NULL) {
     m->ledger = opts->ledger;
@@ -75,12 +83,19 @@ fail_ledger:
 
 void toolcall__manager_post_done(toolcall_manager_t *m, toolcall_call_t *call) {
   call->next_done = NULL;
+  toolcall__manager_post_done_chain(m, call, call);
+}
+
+void toolcall__manager_post_done_chain(toolcall_manager_t *m,
+                                       toolcall_call_t *head,
+                                       toolcall_call_t *tail) {
+  tail->next_done = NULL;
   uv_mutex_lock(&m->done_mu);
   if (m->done_tail != NULL)
-    m->done_tail->next_done = call;
+    m->done_tail->next_done = head;
   else
-    m->done_head = call;
-  m->done_tail = call;
+    m->done_head = head;
+  m->done_tail = tail;
   /* Sent under the lock: see the comment on done_mu. */
   uv_async_send(&m->async);
   uv_mutex_unlock(&m->done_mu);

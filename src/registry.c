@@ -121,9 +121,9 @@ int toolcall_registry_add(toolcall_registry_t *reg, const toolcall_tool_t *def,
   for (size_t i = 0; i < len; i++)
     if (!name_char_ok((unsigned char)def->name[i]))
       return toolcall__fail(err, UV_EINVAL, SIZE_MAX,
-                            "tool name '%s' has a character outside "
-                            "[A-Za-z0-9_.:-] at byte %zu",
-                            def->name, i);
+                            "tool name has byte 0x%02x at offset %zu, outside "
+                            "[A-Za-z0-9_.:-]",
+                            (unsigned)(unsigned char)def->name[i], i);
   if (def->fn == NULL)
     return toolcall__fail(err, UV_EINVAL, SIZE_MAX, "tool '%s' has no function",
                           def->name);

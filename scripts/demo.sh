@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Build toolcall and run its demo. Installs missing Debian packages first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/deps.sh
+toolcall_install_deps
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" --target parallel_demo
+./build/examples/parallel_demo "$@"
