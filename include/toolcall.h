@@ -74,7 +74,7 @@ TOOLCALL_EXTERN const char *toolcall_version_string(void);
  *   UV_ENAMETOOLONG  a tool name, call id or detail name is too long
  *   UV_E2BIG         arguments over the manager's max_argument_bytes, or a
  *                    batch over its max_batch_calls
- *   UV_EILSEQ        a call id or arguments text is not valid UTF-8
+ *   UV_EILSEQ        a call id, tool name or arguments text is not valid UTF-8
  *   UV_EOVERFLOW     adding usage would overflow a 64-bit counter; nothing
  *                    was added
  *   UV_ENOENT        no such detail counter
@@ -326,7 +326,8 @@ typedef struct {
 TOOLCALL_EXTERN void toolcall_limits_init(toolcall_limits_t *limits);
 
 /* Set every limit at once; copied. Any thread. Takes effect for the next
- * admission; admissions already made stand. A limit may be set below what
+ * admission; admissions already made stand (set limits before dispatching
+ * to hold every call to them). A limit may be set below what
  * is already used: then nothing more is admitted against it (and the
  * snapshot shows usage above the limit). UV_EINVAL for a limit below -1. */
 TOOLCALL_EXTERN int toolcall_ledger_set_limits(toolcall_ledger_t *ledger,
@@ -339,8 +340,10 @@ TOOLCALL_EXTERN int toolcall_ledger_get_limits(const toolcall_ledger_t *ledger,
 /* Limit the uses of one tool (calls of it that ran ok), for every manager
  * using this ledger. Uses are counted from the moment a tool's limit is
  * first set; set it again to change it, TOOLCALL_UNLIMITED to lift it (its
- * count is kept). name is copied. Up to 64 tools per ledger. Any thread.
- * Errors: UV_EINVAL, UV_ENAMETOOLONG, UV_ENOSPC. */
+ * count is kept). Set limits before dispatching: calls already running when
+ * a limit is set were admitted without it, so they count as uses when they
+ * end ok but hold no reservation against it. name is copied. Up to 64 tools
+ * per ledger. Any thread. Errors: UV_EINVAL, UV_ENAMETOOLONG, UV_ENOSPC. */
 TOOLCALL_EXTERN int toolcall_ledger_set_tool_limit(toolcall_ledger_t *ledger,
                                                    const char *tool,
                                                    int64_t max_uses);
@@ -485,9 +488,10 @@ TOOLCALL_EXTERN void toolcall_batch_options_init(toolcall_batch_options_t *opts)
  * error, counts nothing and never calls cb. Errors: UV_EINVAL (manager,
  * calls or cb NULL; a call's id or name NULL; an empty id: an empty *name*
  * is not an error but ends that call as TOOLCALL_UNKNOWN_TOOL),
- * TOOLCALL_EEMPTY (n == 0),
- * UV_ENAMETOOLONG (an id), TOOLCALL_EDUPID, UV_EILSEQ (an id or arguments
- * not UTF-8), UV_E2BIG, TOOLCALL_ECLOSING, UV_ENOMEM. err may be NULL; its
+ * TOOLCALL_EEMPTY (n == 0), UV_ENAMETOOLONG (an id), TOOLCALL_EDUPID,
+ * UV_EILSEQ (an id, a tool name or arguments not UTF-8, or arguments with
+ * a NUL byte: every string the library hands back is valid UTF-8), UV_E2BIG,
+ * TOOLCALL_ECLOSING, UV_ENOMEM, UV_EINVAL (an unknown policy in opts). err may be NULL; its
  * index names the offending call. */
 TOOLCALL_EXTERN int toolcall_batch_submit(toolcall_manager_t *manager,
                                           const toolcall_call_spec_t *calls,
@@ -536,8 +540,11 @@ TOOLCALL_EXTERN toolcall_ledger_t *toolcall_call_ledger(const toolcall_call_t *c
  * worker tool calls it before its function returns (if it does not, the call
  * ends as a tool error); a loop tool calls it from any thread, at any time
  * after its start. After it returns the call pointer is invalid.
- * Errors: UV_EINVAL (bad status), TOOLCALL_ESTATE (already completed),
- * UV_ENOMEM (the call then ends as a tool error all the same). */
+ * Errors: UV_EINVAL (bad status; the call is not completed), UV_ENOMEM (the
+ * call then ends as a tool error all the same), TOOLCALL_ESTATE (already
+ * completed: a second completion is detected only while the call is still
+ * alive, i.e. inside a worker tool's function; anywhere else it is a
+ * use-after-free). */
 TOOLCALL_EXTERN int toolcall_call_complete(toolcall_call_t *call,
                                            toolcall_status_t status,
                                            const char *text, size_t len);

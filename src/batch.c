@@ -103,12 +103,14 @@ static int check_specs(const toolcall_manager_t *m,
                             "call %zu: arguments are not valid UTF-8 (or hold "
                             "a NUL byte)",
                             i);
-    /* Each piece is bounded (ids, max_argument_bytes) but names are not:
-     * guard the sum. */
-    size_t need = in->id_len + in->name_len + in->args_len + 3;
-    if (need < in->name_len || total > SIZE_MAX - need)
+    /* Guard every addition: names are unbounded, and so are arguments
+     * when max_argument_bytes is SIZE_MAX. */
+    size_t need = in->id_len + 3; /* three NULs; ids are bounded */
+    if (in->name_len > SIZE_MAX - need ||
+        in->args_len > SIZE_MAX - need - in->name_len ||
+        total > SIZE_MAX - need - in->name_len - in->args_len)
       return toolcall__fail(err, UV_E2BIG, i, "call %zu: batch too large", i);
-    total += need;
+    total += need + in->name_len + in->args_len;
   }
   size_t dup = 0;
   int rc = find_duplicate_id(calls, info, n, &dup);
@@ -159,7 +161,7 @@ static void set_rejected(toolcall_call_t *call,
     snprintf(msg, TOOLCALL_NAME_MAX + 128,
              "tool call rejected: the tool '%s' has used all %lld of its "
              "allowed uses; do not call it again",
-             u->name, (long long)u->limit);
+             u->name, (long long)call->reject_limit);
   set_message(call, msg, "tool call rejected: the tool's use limit is reached");
   call->tool_use = NULL; /* holds no reservation */
   (void)adm;
@@ -202,10 +204,12 @@ void toolcall__call_finish(toolcall_call_t *call) {
 
 static void worker_run(uv_work_t *req) {
   toolcall_call_t *call = req->data;
+  int expected = 0;
   call->start_ns = uv_hrtime();
   call->tool->fn(call, call->tool->data);
-  if (!atomic_load_explicit(&call->completed, memory_order_relaxed)) {
-    atomic_store_explicit(&call->completed, 1, memory_order_relaxed);
+  /* Claim the call as toolcall_call_complete() does, so a completion that
+   * (against the rules) races in from another thread cannot also write. */
+  if (atomic_compare_exchange_strong(&call->completed, &expected, 1)) {
     call->r.status = TOOLCALL_TOOL_ERROR;
     set_message(call, NULL, msg_no_result);
     call->r.duration_ns = uv_hrtime() - call->start_ns;

@@ -112,6 +112,7 @@ struct toolcall_call_s {
   atomic_int completed; /* set once by toolcall_call_complete */
   toolcall__admit_t admit;
   toolcall__tool_use_t *tool_use; /* its tool's limit entry, if any */
+  int64_t reject_limit;           /* OVER_TOOL: the limit, read under lock */
   bool output_owned;
   bool message_owned;
   toolcall_call_t *next_done; /* manager's completion queue */

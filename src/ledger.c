@@ -431,6 +431,7 @@ void toolcall__ledger_admit(toolcall_ledger_t *l, toolcall_call_t *calls,
       } else if (u != NULL && over(u->limit, u->used + u->reserved, 1)) {
         c->admit = TOOLCALL__ADMIT_OVER_TOOL;
         c->tool_use = u;
+        c->reject_limit = u->limit;
         adm->rejected++;
       } else {
         c->admit = TOOLCALL__ADMIT_RESERVED;
@@ -447,7 +448,7 @@ void toolcall__ledger_admit(toolcall_ledger_t *l, toolcall_call_t *calls,
 
   /* Reject-batch: all or nothing. First the global limit, then each tool
    * limit: count the batch's calls per limited tool in `want`. */
-  if (over(limit, used, wanted)) {
+  if (wanted > 0 && over(limit, used, wanted)) {
     adm->failed = true;
     adm->limit = limit;
     adm->wanted = wanted;
@@ -506,6 +507,11 @@ void toolcall__ledger_finish(toolcall_ledger_t *l, toolcall_call_t *c) {
     if (u != NULL) {
       u->reserved--;
       if (c->r.status == TOOLCALL_OK)
+        u->used++;
+    } else if (l->ntool_uses > 0 && c->r.status == TOOLCALL_OK) {
+      /* Admitted before its tool had a limit: it still counts as a use. */
+      u = tool_use_find(l, c->tool->name, c->tool->name_len);
+      if (u != NULL)
         u->used++;
     }
   }

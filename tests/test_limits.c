@@ -345,6 +345,71 @@ static void test_limits_per_tool(void **state) {
   fx_close(&f);
 }
 
+/* A loop tool whose calls wait here until the test completes them. */
+static toolcall_call_t *held[8];
+static int nheld;
+static void tool_hold(toolcall_call_t *call, void *data) {
+  (void)data;
+  held[nheld++] = call;
+}
+
+/* A limit set while calls of the tool run: they count as uses when they end
+ * ok, and the next admission sees them. */
+static void test_limits_per_tool_set_while_running(void **state) {
+  (void)state;
+  fx_t f;
+  uint64_t used, reserved;
+  fx_open(&f, TOOLCALL_POLICY_REJECT_BATCH);
+  toolcall_registry_free(f.reg); /* unused: this test needs "hold" */
+  f.reg = NULL;
+  assert_int_equal(toolcall_manager_close(f.m, NULL), 0);
+  uv_run(&f.loop, UV_RUN_DEFAULT);
+  assert_int_equal(toolcall_registry_new(&f.reg), 0);
+  add_tool(f.reg, "hold", TOOLCALL_TOOL_LOOP, tool_hold);
+  toolcall_manager_options_t o;
+  toolcall_manager_options_init(&o);
+  o.registry = f.reg;
+  o.ledger = f.ledger;
+  assert_int_equal(toolcall_manager_new(&f.m, &f.loop, &o), 0);
+
+  nheld = 0;
+  toolcall_call_spec_t calls[] = {
+      {"a", "hold", NULL, 0}, {"b", "hold", NULL, 0}, {"c", "hold", NULL, 0}};
+  assert_int_equal(
+      toolcall_batch_submit(f.m, calls, 3, NULL, on_batch, &f, NULL, NULL), 0);
+  assert_int_equal(nheld, 3);
+  assert_int_equal(toolcall_ledger_set_tool_limit(f.ledger, "hold", 1), 0);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(toolcall_call_complete(held[i], TOOLCALL_OK, NULL, 0), 0);
+  uv_run(&f.loop, UV_RUN_DEFAULT);
+  assert_int_equal(f.batch_runs, 1);
+  assert_int_equal(
+      toolcall_ledger_tool_uses(f.ledger, "hold", &used, &reserved), 0);
+  assert_int_equal(used, 3);
+  assert_int_equal(reserved, 0);
+  nheld = 0;
+  assert_int_equal(run_batch(&f, "hold", 1, NULL), TOOLCALL_ELIMIT);
+  assert_int_equal(nheld, 0);
+  fx_done(&f);
+  fx_close(&f);
+}
+
+/* A usage above a lowered limit does not fail a batch with nothing to
+ * admit: its unknown-tool calls just end unknown. */
+static void test_limits_nothing_wanted(void **state) {
+  (void)state;
+  fx_t f;
+  fx_open(&f, TOOLCALL_POLICY_REJECT_BATCH);
+  assert_int_equal(run_batch(&f, "ok", 2, NULL), 0);
+  set_tool_calls_limit(f.ledger, 1);
+  assert_int_equal(run_batch(&f, "not_a_tool", 1, NULL), 0);
+  assert_null(toolcall_batch_error(f.last));
+  assert_int_equal(toolcall_batch_result(f.last, 0)->status,
+                   TOOLCALL_UNKNOWN_TOOL);
+  fx_done(&f);
+  fx_close(&f);
+}
+
 /* ---- requests and tokens ---- */
 
 static void test_limits_requests(void **state) {
@@ -797,6 +862,8 @@ int main(void) {
       cmocka_unit_test(test_limits_partial_in_call_order),
       cmocka_unit_test(test_limits_unknown_not_reserved),
       cmocka_unit_test(test_limits_per_tool),
+      cmocka_unit_test(test_limits_per_tool_set_while_running),
+      cmocka_unit_test(test_limits_nothing_wanted),
       cmocka_unit_test(test_limits_requests),
       cmocka_unit_test(test_limits_bad_input),
       cmocka_unit_test(test_limits_concurrent_reject_batch),
