@@ -9,12 +9,19 @@
  *                admission, memory (default: all). "scaling" comes with
  *                dispatch. Sections not run are absent from the JSON.
  *
+ * Output: the table (or JSON) on stdout; progress on stderr when it is a
+ * terminal, and the run's duration on stderr. Exit status 0, 1 if a
+ * correctness check failed (figures are printed all the same), 2 for a bad
+ * argument. Build: the toolcall-bench target (bench/CMakeLists.txt); it is
+ * not a ctest test.
+ *
  * Method. Every timing is uv_hrtime() (monotonic, ns). A *sample* repeats
  * one operation (a whole batch, say) until it has taken at least the target
  * time (50 ms; 10 ms with --quick); the repeat count is calibrated first,
  * after a warm-up run. Each figure is the MEDIAN of the samples (5; 3 with
- * --quick); the JSON also gives the best (lowest) sample. toolcall and its
- * baseline are sampled alternately, so drift hits both alike.
+ * --quick); for dispatch the JSON also gives the best (lowest) sample.
+ * toolcall and its baseline are sampled alternately, so drift hits both
+ * alike. Sections 4 and 5 differ; see there.
  *
  *  1. Dispatch. A batch of N calls of a no-op tool: toolcall_batch_submit()
  *     then uv_run(UV_RUN_DEFAULT) until the batch callback has run (it frees
@@ -36,19 +43,25 @@
  *     each adds A times: toolcall_ledger_add_usage() on one shared ledger,
  *     or a uv_mutex_t-guarded uint64_t increment, or atomic_fetch_add() on
  *     an _Atomic uint64_t. ns/add = each thread's wall time / A, averaged
- *     over the threads. With more threads than CPUs a thread's wall time
- *     includes the time it waited for a CPU.
+ *     over the threads ("per thread"); also the whole run's wall time / all
+ *     adds of all threads ("all", the inverse of throughput). With more
+ *     threads than CPUs a thread's wall time includes the time it waited
+ *     for a CPU; a contended mutex's figures swing from run to run (who
+ *     gets the lock back is up to the scheduler).
  *  4. Admission: the cost of admitting a batch against a tool_calls limit.
- *     Only toolcall_batch_submit() is timed, for loop tools that complete
- *     synchronously inside it (submit returns before the loop runs; the
- *     loop is then run, untimed, to retire the batch). Each repetition
- *     submits three batches in turn: limits unset (A), tool_calls limit
- *     INT64_MAX (B: always admits), limits unset again (A'). Admission cost
- *     = B - (A + A')/2, per batch and per call; noise = |A' - A| (an A/A
- *     difference: figures below it are not distinguishable from zero).
- *     This is the *extra* cost of having a limit; the reservation work the
+ *     Only toolcall_batch_submit() is timed (uv_hrtime() before and after),
+ *     for loop tools that complete synchronously inside it: submit returns
+ *     before the loop runs, and the loop is then run, untimed, to retire
+ *     the batch. Three configurations take turns, in a rotating order: limits
+ *     unset (A), tool_calls limit INT64_MAX (B: always admits), limits unset
+ *     again (A'). Each submit is timed alone; each configuration gets
+ *     samples x target worth of submits, summarised by the MEDIAN submit
+ *     (robust to the odd preempted one). Admission cost = median(B) -
+ *     median(A and A' pooled), per batch and per call; noise = |median(A') -
+ *     median(A)|, an A/A difference: a cost below it cannot be told from 0.
+ *     This is the *extra* cost of having a limit. The reservation work the
  *     ledger does for every batch, limit or not (one lock, one pass over the
- *     calls), is inside A as well — see the profile for its share.
+ *     calls), is inside both A and B; its share is in the profile.
  *  5. Memory: a counting allocator is installed with
  *     toolcall_replace_allocator() before anything else. It counts the
  *     bytes the library asks for (not malloc's own overhead) only while the
@@ -72,7 +85,9 @@
  *   machine.libuv_version      uv_version_string()
  *   machine.toolcall_version   toolcall_version_string()
  *   machine.threadpool_size    libuv threadpool threads
- *   machine.compiler           __VERSION__
+ *   machine.uv_hrtime_ns       cost of one uv_hrtime() (toolcall reads the
+ *                              clock twice per call)
+ *   machine.compiler           "gcc 12.2.0" and the like
  *   machine.build_type         CMAKE_BUILD_TYPE
  *   machine.sanitizer          "none", "address" or "thread"
  *   dispatch.worker[], dispatch.loop[]: one object per batch size, with
@@ -88,9 +103,9 @@
  *     ledger_aggregate_ns_per_add, mutex_aggregate_ns_per_add,
  *     atomic_aggregate_ns_per_add (wall time of the whole run / all adds)
  *   admission[]: one object per batch size, with
- *     batch_size, submit_unlimited_ns_per_batch (mean of A and A'),
+ *     batch_size, submit_unlimited_ns_per_batch (A and A' pooled),
  *     submit_limited_ns_per_batch (B), admission_ns_per_batch,
- *     admission_ns_per_call, noise_ns_per_batch, batches_per_sample
+ *     admission_ns_per_call, noise_ns_per_batch, submits_per_config
  *   memory: calls, string_bytes, peak_bytes, in_flight_bytes (both above
  *     the pre-batch baseline, strings included), peak_bytes_per_call,
  *     in_flight_bytes_per_call (strings excluded), allocations_in_submit,
@@ -137,8 +152,10 @@
 #define BENCH_SANITIZER "none"
 #endif
 
-#ifdef __VERSION__
-#define BENCH_COMPILER __VERSION__
+#if defined(__clang__)
+#define BENCH_COMPILER "clang " __clang_version__
+#elif defined(__GNUC__)
+#define BENCH_COMPILER "gcc " __VERSION__
 #else
 #define BENCH_COMPILER "unknown"
 #endif
@@ -351,8 +368,8 @@ static void tool_hold(toolcall_call_t *call, void *data) {
 static void on_batch(toolcall_batch_t *batch, int status) {
   size_t n = toolcall_batch_size(batch);
   const toolcall_result_t *last = toolcall_batch_result(batch, n - 1);
-  if (status != 0 || last == NULL || last->status != TOOLCALL_OK)
-    checks_ok = false;
+  check(status == 0 && last != NULL && last->status == TOOLCALL_OK,
+        "a batch ended ok");
   B.batches_done++;
   toolcall_batch_free(batch);
 }
@@ -922,6 +939,24 @@ static unsigned nproc(void) {
 #endif
 }
 
+/* The cost of one uv_hrtime() (toolcall takes two per call: the start and
+ * the end of the tool), median of the samples. */
+static double hrtime_ns;
+
+static void measure_hrtime(void) {
+  double v[MAX_SAMPLES];
+  const uint64_t reps = O.quick ? 200000 : 1000000;
+  for (int i = 0; i < O.samples; i++) {
+    uint64_t sink = 0, t0 = uv_hrtime();
+    for (uint64_t r = 0; r < reps; r++)
+      sink += uv_hrtime();
+    v[i] = (double)(uv_hrtime() - t0) / (double)reps;
+    if (sink == 0)
+      v[i] = 0; /* never: keeps the loop */
+  }
+  hrtime_ns = median(v, O.samples);
+}
+
 /* libuv's own rule: UV_THREADPOOL_SIZE, clamped to 1..1024, default 4. */
 static unsigned threadpool_size(void) {
   const char *v = getenv("UV_THREADPOOL_SIZE");
@@ -946,8 +981,8 @@ static void print_table(void) {
   printf("toolcall-bench (toolcall %s)%s\n", toolcall_version_string(),
          O.quick ? " --quick" : "");
   printf("machine : %s, nproc %u\n", cpu_model, nproc());
-  printf("libuv   : %s, threadpool %u threads\n", uv_version_string(),
-         threadpool_size());
+  printf("libuv   : %s, threadpool %u threads, uv_hrtime() %.1f ns\n",
+         uv_version_string(), threadpool_size(), hrtime_ns);
   printf("build   : %s, %s, sanitizer %s\n", TOOLCALL_BENCH_BUILD_TYPE,
          BENCH_COMPILER, BENCH_SANITIZER);
   printf("method  : median of %d samples, each >= %.0f ms\n", O.samples,
@@ -979,14 +1014,20 @@ static void print_table(void) {
   }
 
   if (O.sections & SEC_COUNTING) {
-    printf("\n3. Counting, ns per add (each thread's wall time / its adds, "
-           "mean over threads)\n");
-    printf("%7s | %10s | %10s | %10s | %13s\n", "threads", "ledger", "mutex",
-           "atomic", "ledger/mutex");
+    printf("\n3. Counting, ns per add: per thread = each thread's wall time / "
+           "its adds (mean over\n   threads); all = the run's wall time / "
+           "all adds of all threads\n");
+    printf("%7s | %8s %8s %8s | %8s %8s %8s | %12s\n", "threads",
+           "ledger", "mutex", "atomic", "ledger", "mutex", "atomic",
+           "ledger/mutex");
+    printf("%7s | %26s | %26s | %12s\n", "", "per thread", "all",
+           "per thread");
     for (int t = 0; t < NTHREADS; t++) {
       const cnt_row_t *r = &cnt[t];
-      printf("%7u | %10.1f | %10.1f | %10.1f | %13.2f\n", r->threads,
-             r->med[CNT_LEDGER], r->med[CNT_MUTEX], r->med[CNT_ATOMIC],
+      printf("%7u | %8.1f %8.1f %8.1f | %8.1f %8.1f %8.1f | %12.2f\n",
+             r->threads, r->med[CNT_LEDGER], r->med[CNT_MUTEX],
+             r->med[CNT_ATOMIC], r->aggregate[CNT_LEDGER],
+             r->aggregate[CNT_MUTEX], r->aggregate[CNT_ATOMIC],
              ratio(r->med[CNT_LEDGER], r->med[CNT_MUTEX]));
     }
     printf("   ledger = toolcall_ledger_add_usage; mutex = uv_mutex_t + "
@@ -1070,7 +1111,9 @@ static void print_json(void) {
   json_str(uv_version_string());
   printf(", \"toolcall_version\": ");
   json_str(toolcall_version_string());
-  printf(", \"threadpool_size\": %u, \"compiler\": ", threadpool_size());
+  printf(", \"threadpool_size\": %u, ", threadpool_size());
+  json_key_num("uv_hrtime_ns", hrtime_ns, false);
+  printf(", \"compiler\": ");
   json_str(BENCH_COMPILER);
   printf(", \"build_type\": ");
   json_str(TOOLCALL_BENCH_BUILD_TYPE);
@@ -1225,6 +1268,7 @@ int main(int argc, char **argv) {
   progress_on = isatty(STDERR_FILENO) != 0;
 
   uint64_t t_start = uv_hrtime();
+  measure_hrtime();
   setup();
   base_setup();
   if (O.sections & SEC_DISPATCH)
