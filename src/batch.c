@@ -147,8 +147,7 @@ static void set_unknown(toolcall_call_t *call) {
 }
 
 /* Admission refused the call: say why, in words the model can read. */
-static void set_rejected(toolcall_call_t *call,
-                         const toolcall__admission_t *adm) {
+static void set_rejected(toolcall_call_t *call) {
   toolcall_batch_t *b = call->batch;
   call->r.status = TOOLCALL_REJECTED;
   if (call->admit != TOOLCALL__ADMIT_OVER_TOOL) {
@@ -164,7 +163,6 @@ static void set_rejected(toolcall_call_t *call,
              u->name, (long long)call->reject_limit);
   set_message(call, msg, "tool call rejected: the tool's use limit is reached");
   call->tool_use = NULL; /* holds no reservation */
-  (void)adm;
 }
 
 static void format_admission(toolcall_batch_t *b,
@@ -367,7 +365,7 @@ int toolcall_batch_submit(toolcall_manager_t *m,
     if (c->tool == NULL)
       set_unknown(c);
     else
-      set_rejected(c, &adm);
+      set_rejected(c);
     atomic_store_explicit(&c->completed, 1, memory_order_relaxed);
     if (tail != NULL)
       tail->next_done = c;
