@@ -60,33 +60,38 @@ void toolcall_ledger_free(toolcall_ledger_t *l) {
 
 static bool add_overflows(uint64_t a, uint64_t b) { return a > UINT64_MAX - b; }
 
-int toolcall_ledger_add_usage(toolcall_ledger_t *l, const toolcall_usage_t *u) {
-  if (l == NULL || u == NULL)
-    return UV_EINVAL;
-  int rc = 0;
-  LEDGER_LOCK(l);
+/* Add every field of u, or none if any would overflow. Caller holds the
+ * lock. */
+static int usage_add_locked(toolcall_ledger_t *l, const toolcall_usage_t *u) {
   if (add_overflows(l->usage.requests, u->requests) ||
       add_overflows(l->usage.input_tokens, u->input_tokens) ||
       add_overflows(l->usage.output_tokens, u->output_tokens) ||
       add_overflows(l->usage.cache_read_tokens, u->cache_read_tokens) ||
-      add_overflows(l->usage.cache_write_tokens, u->cache_write_tokens)) {
-    rc = UV_EOVERFLOW;
-  } else {
-    l->usage.requests += u->requests;
-    l->usage.input_tokens += u->input_tokens;
-    l->usage.output_tokens += u->output_tokens;
-    l->usage.cache_read_tokens += u->cache_read_tokens;
-    l->usage.cache_write_tokens += u->cache_write_tokens;
-  }
+      add_overflows(l->usage.cache_write_tokens, u->cache_write_tokens))
+    return UV_EOVERFLOW;
+  l->usage.requests += u->requests;
+  l->usage.input_tokens += u->input_tokens;
+  l->usage.output_tokens += u->output_tokens;
+  l->usage.cache_read_tokens += u->cache_read_tokens;
+  l->usage.cache_write_tokens += u->cache_write_tokens;
+  return 0;
+}
+
+int toolcall_ledger_add_usage(toolcall_ledger_t *l, const toolcall_usage_t *u) {
+  if (l == NULL || u == NULL)
+    return UV_EINVAL;
+  LEDGER_LOCK(l);
+  int rc = usage_add_locked(l, u);
   LEDGER_UNLOCK(l);
   return rc;
 }
 
-static int detail_name_check(const char *name, size_t *len) {
+/* A detail counter's or a tool's name: 1..max bytes. */
+static int name_check(const char *name, size_t max, size_t *len) {
   if (name == NULL || name[0] == '\0')
     return UV_EINVAL;
-  *len = strnlen(name, TOOLCALL_DETAIL_NAME_MAX + 1);
-  return *len > TOOLCALL_DETAIL_NAME_MAX ? UV_ENAMETOOLONG : 0;
+  *len = strnlen(name, max + 1);
+  return *len > max ? UV_ENAMETOOLONG : 0;
 }
 
 /* Caller holds the lock. */
@@ -103,7 +108,7 @@ int toolcall_ledger_add_detail(toolcall_ledger_t *l, const char *name,
   size_t len;
   if (l == NULL)
     return UV_EINVAL;
-  int rc = detail_name_check(name, &len);
+  int rc = name_check(name, TOOLCALL_DETAIL_NAME_MAX, &len);
   if (rc != 0)
     return rc;
   LEDGER_LOCK(l);
@@ -132,7 +137,7 @@ int toolcall_ledger_detail(const toolcall_ledger_t *l, const char *name,
   size_t len;
   if (l == NULL || value == NULL)
     return UV_EINVAL;
-  int rc = detail_name_check(name, &len);
+  int rc = name_check(name, TOOLCALL_DETAIL_NAME_MAX, &len);
   if (rc != 0)
     return rc;
   LEDGER_LOCK(l);
@@ -220,19 +225,12 @@ static toolcall__tool_use_t *tool_use_find(const toolcall_ledger_t *l,
   return NULL;
 }
 
-static int tool_name_check(const char *name, size_t *len) {
-  if (name == NULL || name[0] == '\0')
-    return UV_EINVAL;
-  *len = strnlen(name, TOOLCALL_NAME_MAX + 1);
-  return *len > TOOLCALL_NAME_MAX ? UV_ENAMETOOLONG : 0;
-}
-
 int toolcall_ledger_set_tool_limit(toolcall_ledger_t *l, const char *tool,
                                    int64_t max_uses) {
   size_t len;
   if (l == NULL || max_uses < -1)
     return UV_EINVAL;
-  int rc = tool_name_check(tool, &len);
+  int rc = name_check(tool, TOOLCALL_NAME_MAX, &len);
   if (rc != 0)
     return rc;
   LEDGER_LOCK(l);
@@ -255,7 +253,7 @@ int toolcall_ledger_tool_uses(const toolcall_ledger_t *l, const char *tool,
   size_t len;
   if (l == NULL || used == NULL || reserved == NULL)
     return UV_EINVAL;
-  int rc = tool_name_check(tool, &len);
+  int rc = name_check(tool, TOOLCALL_NAME_MAX, &len);
   if (rc != 0)
     return rc;
   LEDGER_LOCK(l);
@@ -347,19 +345,8 @@ int toolcall_ledger_commit_request(toolcall_ledger_t *l,
   LEDGER_LOCK(l);
   if (l->reserved_requests == 0) {
     rc = TOOLCALL_ESTATE;
-  } else if (add_overflows(l->usage.requests, u.requests) ||
-             add_overflows(l->usage.input_tokens, u.input_tokens) ||
-             add_overflows(l->usage.output_tokens, u.output_tokens) ||
-             add_overflows(l->usage.cache_read_tokens, u.cache_read_tokens) ||
-             add_overflows(l->usage.cache_write_tokens, u.cache_write_tokens)) {
-    rc = UV_EOVERFLOW;
-  } else {
+  } else if ((rc = usage_add_locked(l, &u)) == 0) {
     l->reserved_requests--;
-    l->usage.requests += u.requests;
-    l->usage.input_tokens += u.input_tokens;
-    l->usage.output_tokens += u.output_tokens;
-    l->usage.cache_read_tokens += u.cache_read_tokens;
-    l->usage.cache_write_tokens += u.cache_write_tokens;
     if (tokens_exceeded(l, &ex))
       rc = TOOLCALL_ETOKENS;
   }
