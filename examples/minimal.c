@@ -41,9 +41,9 @@ int main(void) {
   toolcall_manager_new(&m, &loop, &opts);
 
   toolcall_call_spec_t calls[] = {
-      {"call_1", "add", "{\"a\":1,\"b\":2}", 0},
-      {"call_2", "add", "{\"a\":40,\"b\":2}", 0},
-      {"call_3", "mul", "{}", 0},     /* unknown tool: status unknown_tool */
+      {.id = "call_1", .name = "add", .arguments = "{\"a\":1,\"b\":2}"},
+      {.id = "call_2", .name = "add", .arguments = "{\"a\":40,\"b\":2}"},
+      {.id = "call_3", .name = "mul", .arguments = "{}"},     /* unknown tool: status unknown_tool */
   };
   toolcall_batch_submit(m, calls, 3, NULL, on_batch, NULL, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);

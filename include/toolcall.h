@@ -88,7 +88,8 @@ TOOLCALL_EXTERN const char *toolcall_version_string(void);
                       "change")                                                \
   XX(ESTATE, -30005, "not in a state that allows this")                      \
   XX(ELIMIT, -30006, "a usage limit would be exceeded")                        \
-  XX(ETOKENS, -30007, "a token limit is exceeded")
+  XX(ETOKENS, -30007, "a token limit is exceeded")                            \
+  XX(ERETRIES, -30008, "a tool exceeded its maximum consecutive retries")
 
 typedef enum {
 #define TOOLCALL_ERR_ENUM_(name, code, msg) TOOLCALL_##name = (code),
@@ -140,6 +141,7 @@ typedef struct toolcall_ledger_s toolcall_ledger_t;
 typedef struct toolcall_manager_s toolcall_manager_t;
 typedef struct toolcall_batch_s toolcall_batch_t;
 typedef struct toolcall_call_s toolcall_call_t;
+typedef struct toolcall_run_s toolcall_run_t;
 
 /* ------------------------------------------------------------------------ */
 /* Status of a finished call                                                */
@@ -153,12 +155,13 @@ typedef enum {
   TOOLCALL_CANCELLED = 5,   /* the batch was cancelled or the manager closed */
   TOOLCALL_REJECTED = 6,    /* a usage limit refused the call */
   TOOLCALL_DEFERRED = 7,    /* the tool needs the host's approval */
-  TOOLCALL_STATUS_COUNT = 8,
+  TOOLCALL_DENIED = 8,      /* the host refused the approval */
+  TOOLCALL_STATUS_COUNT = 9,
   TOOLCALL_STATUS_SLOTS_ = 16 /* room in toolcall_snapshot_t for growth */
 } toolcall_status_t;
 
 /* "ok", "tool_error", "retry", "unknown_tool", "timed_out", "cancelled",
- * "rejected", "deferred"; "invalid" otherwise. Any thread; static string. */
+ * "rejected", "deferred", "denied"; "invalid" otherwise. Any thread; static string. */
 TOOLCALL_EXTERN const char *toolcall_status_name(toolcall_status_t status);
 
 /* ------------------------------------------------------------------------ */
@@ -186,19 +189,58 @@ typedef enum {
  * returned for it; `tool_data` is the definition's `data`. */
 typedef void (*toolcall_tool_fn)(toolcall_call_t *call, void *tool_data);
 
+/* A loop tool's call that has started was cancelled or timed out. Runs on
+ * the loop thread. The call has already ended (cancelled or timed_out) and
+ * the batch may have finished: the tool should stop its work, and must
+ * still call toolcall_call_complete() once (now or later, from any thread;
+ * the result is discarded). Until it does, the call keeps its concurrency
+ * slot, its batch's memory stays allocated, and toolcall_manager_close()
+ * waits. */
+typedef void (*toolcall_tool_cancel_fn)(toolcall_call_t *call,
+                                        void *tool_data);
+
+/* Tool flags. */
+/* A barrier: the calls before it in its batch return first, it runs alone,
+ * and the calls after it wait until it returns. */
+#define TOOLCALL_TOOL_SEQUENTIAL 0x1u
+/* Never run without the host's approval: its calls end TOOLCALL_DEFERRED;
+ * the host decides with toolcall_batch_resume(). */
+#define TOOLCALL_TOOL_REQUIRES_APPROVAL 0x2u
+
+/* For timeout_ms (tool, call): no timeout, even if the manager has one. */
+#define TOOLCALL_NO_TIMEOUT UINT64_MAX
+/* For max_retries: no retry is allowed; the first one fails the batch. */
+#define TOOLCALL_NO_RETRIES (-1)
+/* The default of max_retries (as pydantic-ai's retries=1). */
+#define TOOLCALL_DEFAULT_RETRIES 1
+
 typedef struct {
   const char *name;        /* 1..TOOLCALL_NAME_MAX bytes of [A-Za-z0-9_.:-];
                               copied */
   const char *description; /* may be NULL; copied */
   const char *schema;      /* JSON Schema text for the arguments, may be NULL
-                              (any object); copied, stored as is */
+                              (any JSON object); compiled and checked at
+                              registration, copied */
   toolcall_tool_kind_t kind;
   toolcall_tool_fn fn;     /* required */
   void *data;              /* borrowed: passed to fn as is, never freed */
-  void *reserved_[8];      /* zero; room for options without an ABI break */
+  unsigned flags;          /* TOOLCALL_TOOL_SEQUENTIAL | _REQUIRES_APPROVAL */
+  /* A call's timeout, from its start: 0 means the manager's default;
+   * TOOLCALL_NO_TIMEOUT none. A call may override it. */
+  uint64_t timeout_ms;
+  /* Consecutive retries allowed (see toolcall_run_t): 0 means
+   * TOOLCALL_DEFAULT_RETRIES; TOOLCALL_NO_RETRIES none; else 1..INT_MAX. */
+  int max_retries;
+  /* Calls of this tool running at once on one manager; 0: no cap of its
+   * own (the manager's cap still applies). */
+  unsigned max_concurrency;
+  /* Loop tools only, may be NULL: see toolcall_tool_cancel_fn. */
+  toolcall_tool_cancel_fn cancel;
+  void *reserved_[4];      /* zero; room for options without an ABI break */
 } toolcall_tool_t;
 
-/* Fill def with defaults: a worker tool, everything else NULL. Any thread. */
+/* Fill def with defaults: a worker tool, no flags, the manager's timeout,
+ * the default retries, everything else NULL. Any thread. */
 TOOLCALL_EXTERN void toolcall_tool_init(toolcall_tool_t *def);
 
 /* A set of tools. Build it once, then hand it to one or more managers: the
@@ -212,7 +254,9 @@ TOOLCALL_EXTERN int toolcall_registry_new(toolcall_registry_t **out);
 TOOLCALL_EXTERN void toolcall_registry_free(toolcall_registry_t *reg);
 
 /* Register a tool; def and its strings are copied. Errors: UV_EINVAL (NULL,
- * empty name, a character outside [A-Za-z0-9_.:-], no fn, bad kind),
+ * empty name, a character outside [A-Za-z0-9_.:-], no fn, bad kind, unknown
+ * flags, max_retries below -1, cancel on a worker tool, a schema that is not
+ * JSON or that the library cannot compile: err->message says where),
  * UV_ENAMETOOLONG, UV_EEXIST (name taken), TOOLCALL_EFROZEN (a manager uses
  * the registry), UV_ENOMEM. On error nothing is registered. err may be NULL.
  */
@@ -389,6 +433,22 @@ typedef enum {
 /* ------------------------------------------------------------------------ */
 /* Manager                                                                  */
 
+/* What an event hook is told. Everything is borrowed for the hook's
+ * duration. */
+typedef struct {
+  toolcall_manager_t *manager;
+  toolcall_batch_t *batch;
+  size_t index;               /* the call's index in its batch */
+  const char *id;             /* the call id */
+  const char *tool;           /* the tool name as the model gave it */
+  toolcall_status_t status;   /* end: the call's status; start: TOOLCALL_OK */
+  const char *message;        /* end: the result's message (NULL for ok) */
+  uint64_t duration_ns;       /* end: as in toolcall_result_t; start: 0 */
+} toolcall_event_t;
+
+/* An event hook: runs on the loop thread; it must not free the batch. */
+typedef void (*toolcall_event_cb)(const toolcall_event_t *event);
+
 typedef struct {
   toolcall_registry_t *registry; /* required; borrowed, frozen by the call */
   toolcall_ledger_t *ledger;     /* borrowed; NULL: the manager owns one */
@@ -396,7 +456,20 @@ typedef struct {
   size_t max_batch_calls;        /* default 1,048,576 */
   toolcall_limit_policy_t limit_policy; /* default REJECT_BATCH */
   void *data;                    /* yours; see toolcall_manager_data() */
-  void *reserved_[8];            /* zero */
+  /* Calls running at once, over all batches; 0 (default): no cap. Calls
+   * beyond it wait in call order (batches in submit order) and start as
+   * slots free. A call holds its slot from its start until its tool really
+   * returns, even after it ended timed out or cancelled. */
+  size_t max_concurrency;
+  /* A call's timeout from its start, unless its tool or the call sets one;
+   * 0 (default): none. Time spent waiting for a slot does not count. */
+  uint64_t timeout_ms;
+  /* Optional: when a call starts (its tool is started or queued for the
+   * threadpool), and when it ends (every call, with its status, including
+   * calls that never ran). */
+  toolcall_event_cb on_call_start;
+  toolcall_event_cb on_call_end;
+  void *reserved_[6];            /* zero */
 } toolcall_manager_options_t;
 
 /* Fill opts with defaults. Any thread. */
@@ -412,11 +485,14 @@ TOOLCALL_EXTERN int toolcall_manager_new(toolcall_manager_t **out,
 
 typedef void (*toolcall_close_cb)(toolcall_manager_t *manager);
 
-/* Begin closing: new submissions fail with TOOLCALL_ECLOSING; batches in
- * flight run to the end and their callbacks run; then the manager's handles
- * are closed, close_cb (may be NULL) runs on the loop thread, and the
- * manager is freed when close_cb returns. After that uv_loop_close() can
- * succeed. Loop thread. TOOLCALL_ECLOSING if already closing. */
+/* Begin closing: new submissions fail with TOOLCALL_ECLOSING; every batch
+ * in flight is cancelled (as toolcall_batch_cancel(); their callbacks run
+ * later, on the loop); the manager waits until every worker tool has
+ * returned and every started loop tool has completed its call; then it
+ * closes its handles, close_cb (may be NULL) runs on the loop thread, and
+ * the manager is freed when close_cb returns. After that uv_loop_close()
+ * returns 0 (if nothing else is open). Never calls close_cb before
+ * returning. Loop thread. TOOLCALL_ECLOSING if already closing. */
 TOOLCALL_EXTERN int toolcall_manager_close(toolcall_manager_t *manager,
                                            toolcall_close_cb close_cb);
 
@@ -438,8 +514,13 @@ typedef struct {
                             batch */
   const char *name;      /* the tool; an unregistered (or empty) name ends the
                             call with TOOLCALL_UNKNOWN_TOOL */
-  const char *arguments; /* JSON text; NULL means "{}" */
+  const char *arguments; /* a JSON object as text; NULL means "{}". Text
+                            that is not a JSON object, or breaks the tool's
+                            schema, ends the call TOOLCALL_RETRY without
+                            running it */
   size_t arguments_len;  /* 0: strlen(arguments) */
+  uint64_t timeout_ms;   /* 0: the tool's (else the manager's) timeout;
+                            TOOLCALL_NO_TIMEOUT: none */
 } toolcall_call_spec_t;
 
 /* The outcome of one call: a record owned by the batch. */
@@ -452,21 +533,49 @@ typedef struct {
   /* For every status but ok: a sentence the model can read (what went
    * wrong, or for an unknown tool the tools that exist). NULL for ok. */
   const char *message;
-  uint64_t duration_ns;    /* from the tool's start to its end; 0 if it never
-                              ran */
+  uint64_t duration_ns;    /* from the call's start to its end (the tool's
+                              completion, the timeout or the cancellation);
+                              0 if it never started */
 } toolcall_result_t;
 
-/* Runs once per batch on the loop thread, when every call has ended.
- * status is 0, or TOOLCALL_ELIMIT when the reject-batch policy refused the
- * whole batch (then no call ran, every call of a known tool ended
- * TOOLCALL_REJECTED, and toolcall_batch_error() says which limit and the
- * projected count). The batch is yours from here on: read its results, then
- * toolcall_batch_free() it, in the callback or later. */
+/* Runs once per batch on the loop thread, when every call has ended; never
+ * inside a toolcall function. status is 0, or:
+ *   TOOLCALL_ELIMIT    the reject-batch policy refused the whole batch (no
+ *                      call ran, every call that would have run ended
+ *                      TOOLCALL_REJECTED);
+ *   TOOLCALL_ERETRIES  a tool ended with a retry more times in a row than
+ *                      its max_retries (the results are all there; the run
+ *                      should stop, as pydantic-ai's UnexpectedModelBehavior);
+ *   UV_ECANCELED       toolcall_batch_cancel() or toolcall_manager_close()
+ *                      cancelled it.
+ * toolcall_batch_error() says why in a sentence. The batch is yours from
+ * here on: read its results, then toolcall_batch_free() it, in the callback
+ * or later. */
 typedef void (*toolcall_batch_cb)(toolcall_batch_t *batch, int status);
+
+/* The state one agent run keeps across its batches: each tool's count of
+ * consecutive retries. A batch adds one to a tool's count if any of its
+ * calls of that tool ended TOOLCALL_RETRY, and resets it to 0 if its calls
+ * of the tool ended ok and none asked for a retry; going past the tool's
+ * max_retries fails the batch with TOOLCALL_ERETRIES. Without a run, each
+ * batch counts on its own (so only TOOLCALL_NO_RETRIES can fail it). Loop
+ * thread; one batch at a time should use a run (an agent's steps are
+ * sequential). */
+TOOLCALL_EXTERN int toolcall_run_new(const toolcall_registry_t *reg,
+                                     toolcall_run_t **out);
+/* Free a run. NULL is a no-op. No batch using it may be in flight. */
+TOOLCALL_EXTERN void toolcall_run_free(toolcall_run_t *run);
+/* A tool's consecutive retries so far. UV_ENOENT for an unknown tool. */
+TOOLCALL_EXTERN int toolcall_run_retries(const toolcall_run_t *run,
+                                         const char *tool, unsigned *count);
 
 typedef struct {
   toolcall_limit_policy_t limit_policy; /* DEFAULT: the manager's */
-  void *reserved_[8];                   /* zero */
+  /* The run this batch belongs to (borrowed until the callback), for the
+   * retry cap; NULL: the batch counts on its own. It must have been made
+   * from the manager's registry. */
+  toolcall_run_t *run;
+  void *reserved_[7];                   /* zero */
 } toolcall_batch_options_t;
 
 /* Fill opts with defaults (the manager's policy). Any thread. */
@@ -501,8 +610,48 @@ TOOLCALL_EXTERN int toolcall_batch_submit(toolcall_manager_t *manager,
                                           toolcall_batch_t **out,
                                           toolcall_error_t *err);
 
+/* Cancel a batch whose callback has not run yet. Calls that have not
+ * started end TOOLCALL_CANCELLED at once (worker jobs still queued in the
+ * threadpool are taken back with uv_cancel()). Calls that are running end
+ * TOOLCALL_CANCELLED too: a worker tool sees toolcall_call_cancelled()
+ * become true and its result is discarded; a loop tool's cancel function
+ * is called. Each call's reservation is released. The callback runs once,
+ * later on the loop, with UV_ECANCELED (calls that had already ended keep
+ * their results). Loop thread. Errors: UV_EINVAL (NULL), TOOLCALL_ESTATE
+ * (already finished: the callback ran, or is due to run, or the batch was
+ * cancelled already). */
+TOOLCALL_EXTERN int toolcall_batch_cancel(toolcall_batch_t *batch);
+
+/* The host's decision on one deferred call. */
+typedef struct {
+  /* The call as the model made it (id, tool name, arguments); to approve
+   * it with other arguments, pass those. timeout_ms as in submit. */
+  toolcall_call_spec_t call;
+  int approved;        /* nonzero: run it; zero: deny it */
+  const char *message; /* denied: the message for the model; NULL for a
+                          default. Copied */
+} toolcall_decision_t;
+
+/* Resume deferred calls with the host's decisions, as a new batch (the
+ * deferred batch may be long gone). Approved calls run, even though their
+ * tool requires approval, after the same checks and admission as
+ * toolcall_batch_submit() (arguments, schema, limits). Denied calls end
+ * TOOLCALL_DENIED with the host's message, are not admitted, and count
+ * under denied. Each resumed call counts in `dispatched` again: once as
+ * deferred, once with its final status. Loop thread. Arguments, callback,
+ * ownership and errors as toolcall_batch_submit(). */
+TOOLCALL_EXTERN int toolcall_batch_resume(toolcall_manager_t *manager,
+                                          const toolcall_decision_t *decisions,
+                                          size_t n,
+                                          const toolcall_batch_options_t *opts,
+                                          toolcall_batch_cb cb, void *data,
+                                          toolcall_batch_t **out,
+                                          toolcall_error_t *err);
+
 /* Free a finished batch and its results. Loop thread or any thread once its
- * callback has run. NULL is a no-op. */
+ * callback has run. NULL is a no-op. If a call of the batch timed out or
+ * was cancelled while its tool still runs, the memory is released when the
+ * tool returns. */
 TOOLCALL_EXTERN void toolcall_batch_free(toolcall_batch_t *batch);
 
 /* Read a finished batch: the number of calls, the i-th result in call order
@@ -523,6 +672,11 @@ TOOLCALL_EXTERN const char *toolcall_batch_error(const toolcall_batch_t *batch);
 /* ------------------------------------------------------------------------ */
 /* Inside a tool                                                            */
 
+/* True once the call has ended without the tool: it timed out, or its
+ * batch was cancelled. A worker tool may poll it to stop early; its result
+ * will be discarded anyway. Any thread, while the tool holds the call. */
+TOOLCALL_EXTERN int toolcall_call_cancelled(const toolcall_call_t *call);
+
 /* Read the call a tool is running. Any thread, until the call is completed.
  * Strings are owned by the batch. arguments is NUL-terminated; its length
  * excludes the NUL. */
@@ -541,10 +695,11 @@ TOOLCALL_EXTERN toolcall_ledger_t *toolcall_call_ledger(const toolcall_call_t *c
  * ends as a tool error); a loop tool calls it from any thread, at any time
  * after its start. After it returns the call pointer is invalid.
  * Errors: UV_EINVAL (bad status; the call is not completed), UV_ENOMEM (the
- * call then ends as a tool error all the same), TOOLCALL_ESTATE (already
- * completed: a second completion is detected only while the call is still
- * alive, i.e. inside a worker tool's function; anywhere else it is a
- * use-after-free). */
+ * call then ends as a tool error all the same), UV_ECANCELED (the call had
+ * already ended timed out or cancelled: text is discarded, and the call is
+ * released all the same), TOOLCALL_ESTATE (already completed: a second
+ * completion is detected only while the call is still alive, i.e. inside a
+ * worker tool's function; anywhere else it is a use-after-free). */
 TOOLCALL_EXTERN int toolcall_call_complete(toolcall_call_t *call,
                                            toolcall_status_t status,
                                            const char *text, size_t len);

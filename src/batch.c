@@ -10,10 +10,12 @@ static const char msg_no_result[] =
     "the tool returned without completing the call";
 static const char msg_nomem[] = "out of memory while recording the result";
 static const char msg_unknown_nomem[] = "unknown tool";
+static const char msg_denied[] = "the host denied this tool call";
 
 /* ---- validation ---- */
 
 typedef struct {
+  const char *id;
   size_t id_len;
   size_t name_len;
   size_t args_len;
@@ -22,13 +24,12 @@ typedef struct {
 
 /* Duplicate ids: a small table of call indexes (+1) keyed by id hash.
  * Batches of a few calls compare pairwise and allocate nothing. */
-static int find_duplicate_id(const toolcall_call_spec_t *calls,
-                             const spec_info_t *info, size_t n, size_t *dup) {
+static int find_duplicate_id(const spec_info_t *info, size_t n, size_t *dup) {
   if (n <= 8) {
     for (size_t i = 1; i < n; i++)
       for (size_t j = 0; j < i; j++)
         if (info[i].id_len == info[j].id_len &&
-            memcmp(calls[i].id, calls[j].id, info[i].id_len) == 0) {
+            memcmp(info[i].id, info[j].id, info[i].id_len) == 0) {
           *dup = i;
           return TOOLCALL_EDUPID;
         }
@@ -43,11 +44,11 @@ static int find_duplicate_id(const toolcall_call_spec_t *calls,
   int rc = 0;
   size_t mask = nslots - 1;
   for (size_t i = 0; i < n && rc == 0; i++) {
-    size_t s = toolcall__hash(calls[i].id, info[i].id_len) & mask;
+    size_t s = toolcall__hash(info[i].id, info[i].id_len) & mask;
     for (; slots[s] != 0; s = (s + 1) & mask) {
       size_t j = slots[s] - 1;
       if (info[j].id_len == info[i].id_len &&
-          memcmp(calls[j].id, calls[i].id, info[i].id_len) == 0) {
+          memcmp(info[j].id, info[i].id, info[i].id_len) == 0) {
         *dup = i;
         rc = TOOLCALL_EDUPID;
         break;
@@ -59,13 +60,20 @@ static int find_duplicate_id(const toolcall_call_spec_t *calls,
   return rc;
 }
 
+#define SPEC(calls, stride, i)                                                 \
+  ((const toolcall_call_spec_t *)((const char *)(calls) + (i) * (stride)))
+
+/* The specs are `stride` bytes apart (submit: an array of specs; resume:
+ * the specs inside an array of decisions). */
 static int check_specs(const toolcall_manager_t *m,
-                       const toolcall_call_spec_t *calls, spec_info_t *info,
-                       size_t n, size_t *strings, toolcall_error_t *err) {
+                       const toolcall_call_spec_t *calls, size_t stride,
+                       spec_info_t *info, size_t n, size_t *strings,
+                       toolcall_error_t *err) {
   size_t total = 0;
   for (size_t i = 0; i < n; i++) {
-    const toolcall_call_spec_t *c = &calls[i];
+    const toolcall_call_spec_t *c = SPEC(calls, stride, i);
     spec_info_t *in = &info[i];
+    in->id = c->id;
     if (c->id == NULL || c->name == NULL)
       return toolcall__fail(err, UV_EINVAL, i, "call %zu: %s is NULL", i,
                             c->id == NULL ? "id" : "name");
@@ -113,10 +121,12 @@ static int check_specs(const toolcall_manager_t *m,
     total += need + in->name_len + in->args_len;
   }
   size_t dup = 0;
-  int rc = find_duplicate_id(calls, info, n, &dup);
+  int rc = find_duplicate_id(info, n, &dup);
   if (rc == TOOLCALL_EDUPID)
-    return toolcall__fail(err, rc, dup, "call %zu: id '%s' is used twice",
-                          dup, calls[dup].id);
+    return toolcall__fail(err, rc, dup, "call %zu: id '%.*s' is used twice",
+                          dup, (int)toolcall__utf8_prefix(info[dup].id,
+                                                          info[dup].id_len, 64),
+                          info[dup].id);
   if (rc != 0)
     return toolcall__fail(err, rc, SIZE_MAX, "out of memory");
   *strings = total;
@@ -144,6 +154,17 @@ static void set_unknown(toolcall_call_t *call) {
              reg->count > 0 ? names : "(none)");
   call->r.status = TOOLCALL_UNKNOWN_TOOL;
   set_message(call, msg, msg_unknown_nomem);
+}
+
+static void set_deferred(toolcall_call_t *call) {
+  char *msg = toolcall__malloc(TOOLCALL_NAME_MAX + 96);
+  if (msg != NULL)
+    snprintf(msg, TOOLCALL_NAME_MAX + 96,
+             "the tool '%s' needs the host's approval; the call has not run "
+             "yet",
+             call->tool->name);
+  call->r.status = TOOLCALL_DEFERRED;
+  set_message(call, msg, "the tool needs the host's approval");
 }
 
 /* Admission refused the call: say why, in words the model can read. */
@@ -186,37 +207,18 @@ static void format_admission(toolcall_batch_t *b,
              (long long)adm->limit);
 }
 
-void toolcall__call_finish(toolcall_call_t *call) {
-  toolcall_batch_t *b = call->batch;
-  toolcall_manager_t *m = b->manager;
-  toolcall__ledger_finish(m->ledger, call);
-  if (--b->pending > 0)
-    return;
-  if (--m->batches_in_flight == 0)
-    uv_unref((uv_handle_t *)&m->async);
-  b->cb(b, b->status);
-  toolcall__manager_batch_done(m);
-}
-
 /* ---- running ---- */
 
-static void worker_run(uv_work_t *req) {
-  toolcall_call_t *call = req->data;
-  int expected = 0;
-  call->start_ns = uv_hrtime();
-  call->tool->fn(call, call->tool->data);
+void toolcall__worker_check(toolcall_call_t *call) {
   /* Claim the call as toolcall_call_complete() does, so a completion that
    * (against the rules) races in from another thread cannot also write. */
-  if (atomic_compare_exchange_strong(&call->completed, &expected, 1)) {
+  int expected = TOOLCALL__OPEN;
+  if (atomic_compare_exchange_strong(&call->completed, &expected,
+                                     TOOLCALL__BY_TOOL)) {
     call->r.status = TOOLCALL_TOOL_ERROR;
     set_message(call, NULL, msg_no_result);
     call->r.duration_ns = uv_hrtime() - call->start_ns;
   }
-}
-
-static void worker_done(uv_work_t *req, int status) {
-  (void)status; /* no cancellation yet: always 0 */
-  toolcall__call_finish(req->data);
 }
 
 int toolcall_call_complete(toolcall_call_t *call, toolcall_status_t status,
@@ -226,9 +228,17 @@ int toolcall_call_complete(toolcall_call_t *call, toolcall_status_t status,
   if (status != TOOLCALL_OK && status != TOOLCALL_TOOL_ERROR &&
       status != TOOLCALL_RETRY)
     return UV_EINVAL;
-  int expected = 0;
-  if (!atomic_compare_exchange_strong(&call->completed, &expected, 1))
-    return TOOLCALL_ESTATE;
+  int expected = TOOLCALL__OPEN;
+  if (!atomic_compare_exchange_strong(&call->completed, &expected,
+                                      TOOLCALL__BY_TOOL)) {
+    if (expected != TOOLCALL__BY_LIBRARY)
+      return TOOLCALL_ESTATE;
+    /* Timed out or cancelled: discard the result, but a loop tool still
+     * hands the call back so its slot and memory are released. */
+    if (call->tool->kind == TOOLCALL_TOOL_LOOP)
+      toolcall__manager_post_done(call->batch->manager, call);
+    return UV_ECANCELED;
+  }
   int rc = 0;
   char *copy = NULL;
   if (text != NULL) {
@@ -253,6 +263,12 @@ int toolcall_call_complete(toolcall_call_t *call, toolcall_status_t status,
   return rc;
 }
 
+int toolcall_call_cancelled(const toolcall_call_t *call) {
+  return call != NULL &&
+         atomic_load(&((toolcall_call_t *)call)->completed) ==
+             TOOLCALL__BY_LIBRARY;
+}
+
 void toolcall_batch_options_init(toolcall_batch_options_t *opts) {
   if (opts != NULL) {
     memset(opts, 0, sizeof(*opts));
@@ -260,21 +276,61 @@ void toolcall_batch_options_init(toolcall_batch_options_t *opts) {
   }
 }
 
-int toolcall_batch_submit(toolcall_manager_t *m,
-                          const toolcall_call_spec_t *calls, size_t n,
-                          const toolcall_batch_options_t *opts,
-                          toolcall_batch_cb cb, void *data,
-                          toolcall_batch_t **out, toolcall_error_t *err) {
+/* ---- checks that end a call before it runs ---- */
+
+static void set_early(toolcall_call_t *call, toolcall_status_t status,
+                      const char *text, const char *fallback) {
+  call->r.status = status;
+  set_message(call, text != NULL ? toolcall__strdup(text) : NULL, fallback);
+}
+
+/* The arguments must be a JSON object, and fit the tool's schema. */
+static bool arguments_ok(toolcall_call_t *c) {
+  char msg[256];
+  if (c->tool->compiled != NULL) {
+    if (toolcall__schema_check(c->tool->compiled, c->args, c->args_len, msg,
+                               sizeof(msg)))
+      return true;
+  } else if (toolcall__json_object_check(c->args, c->args_len, msg,
+                                         sizeof(msg))) {
+    return true;
+  }
+  set_early(c, TOOLCALL_RETRY, msg, "the arguments are not valid");
+  return false;
+}
+
+static uint64_t resolve_timeout(const toolcall_manager_t *m,
+                                const toolcall__tool_t *t, uint64_t call) {
+  uint64_t ms = call != 0 ? call : t->timeout_ms != 0 ? t->timeout_ms
+                                                      : m->timeout_ms;
+  return ms == TOOLCALL_NO_TIMEOUT ? 0 : ms;
+}
+
+/* Submit and resume: specs are `stride` bytes apart; decisions is NULL for
+ * submit. */
+static int batch_start(toolcall_manager_t *m, const toolcall_call_spec_t *calls,
+                       size_t stride, const toolcall_decision_t *decisions,
+                       size_t n, const toolcall_batch_options_t *opts,
+                       toolcall_batch_cb cb, void *data, toolcall_batch_t **out,
+                       toolcall_error_t *err) {
   if (m == NULL || cb == NULL || (calls == NULL && n > 0))
     return toolcall__fail(err, UV_EINVAL, SIZE_MAX,
                           "manager, calls or callback is NULL");
   toolcall_limit_policy_t policy = m->limit_policy;
-  if (opts != NULL && opts->limit_policy != TOOLCALL_POLICY_DEFAULT) {
-    if (opts->limit_policy != TOOLCALL_POLICY_REJECT_BATCH &&
-        opts->limit_policy != TOOLCALL_POLICY_PARTIAL)
+  toolcall_run_t *run = NULL;
+  if (opts != NULL) {
+    if (opts->limit_policy != TOOLCALL_POLICY_DEFAULT) {
+      if (opts->limit_policy != TOOLCALL_POLICY_REJECT_BATCH &&
+          opts->limit_policy != TOOLCALL_POLICY_PARTIAL)
+        return toolcall__fail(err, UV_EINVAL, SIZE_MAX,
+                              "unknown limit policy %d",
+                              (int)opts->limit_policy);
+      policy = opts->limit_policy;
+    }
+    run = opts->run;
+    if (run != NULL && run->registry != m->registry)
       return toolcall__fail(err, UV_EINVAL, SIZE_MAX,
-                            "unknown limit policy %d", (int)opts->limit_policy);
-    policy = opts->limit_policy;
+                            "the run was made for another registry");
   }
   if (m->closing)
     return toolcall__fail(err, TOOLCALL_ECLOSING, SIZE_MAX,
@@ -290,7 +346,7 @@ int toolcall_batch_submit(toolcall_manager_t *m,
   if (info == NULL)
     return toolcall__fail(err, UV_ENOMEM, SIZE_MAX, "out of memory");
   size_t strings = 0;
-  int rc = check_specs(m, calls, info, n, &strings, err);
+  int rc = check_specs(m, calls, stride, info, n, &strings, err);
   if (rc != 0) {
     toolcall__free(info);
     return rc;
@@ -307,25 +363,29 @@ int toolcall_batch_submit(toolcall_manager_t *m,
     toolcall__free(info);
     return toolcall__fail(err, UV_ENOMEM, SIZE_MAX, "out of memory");
   }
+  memset(b, 0, sizeof(*b));
   b->manager = m;
   b->cb = cb;
   b->data = data;
+  b->run = run;
   b->n = n;
   b->pending = n;
-  b->status = 0;
-  b->message[0] = '\0';
+  atomic_init(&b->refs, 1);
   b->calls = (toolcall_call_t *)((char *)b + head_size);
   char *p = (char *)b->calls + calls_size;
+  size_t wanted = 0, timed = 0;
   for (size_t i = 0; i < n; i++) {
     toolcall_call_t *c = &b->calls[i];
+    const toolcall_call_spec_t *spec = SPEC(calls, stride, i);
     const spec_info_t *in = &info[i];
     memset(c, 0, offsetof(toolcall_call_t, work));
     c->batch = b;
     c->index = i;
-    c->r.id = memcpy(p, calls[i].id, in->id_len);
+    c->heap_index = UINT32_MAX;
+    c->r.id = memcpy(p, spec->id, in->id_len);
     p += in->id_len;
     *p++ = '\0';
-    c->r.tool = memcpy(p, calls[i].name, in->name_len);
+    c->r.tool = memcpy(p, spec->name, in->name_len);
     p += in->name_len;
     *p++ = '\0';
     c->args = memcpy(p, in->args, in->args_len);
@@ -333,40 +393,59 @@ int toolcall_batch_submit(toolcall_manager_t *m,
     p += in->args_len;
     *p++ = '\0';
     c->r.output = empty_output;
-    atomic_init(&c->completed, 0);
+    atomic_init(&c->completed, TOOLCALL__OPEN);
     c->tool = toolcall__registry_find(m->registry, c->r.tool, in->name_len);
+    if (c->tool == NULL)
+      continue; /* unknown: its message is written below */
+    if (decisions != NULL && !decisions[i].approved)
+      set_early(c, TOOLCALL_DENIED, decisions[i].message, msg_denied);
+    else if (decisions == NULL &&
+             (c->tool->flags & TOOLCALL_TOOL_REQUIRES_APPROVAL))
+      set_deferred(c);
+    else if (arguments_ok(c)) {
+      c->admit = TOOLCALL__ADMIT_WANTED;
+      c->sched = TOOLCALL__WAITING;
+      c->timeout_ms = resolve_timeout(m, c->tool, spec->timeout_ms);
+      wanted++;
+      timed += c->timeout_ms != 0;
+    }
   }
   toolcall__free(info);
+  if ((rc = toolcall__sched_reserve(m, timed)) != 0) {
+    b->refs = 1;
+    toolcall_batch_free(b);
+    return toolcall__fail(err, rc, SIZE_MAX, "out of memory");
+  }
 
-  size_t wanted = 0;
-  for (size_t i = 0; i < n; i++)
-    wanted += b->calls[i].tool != NULL;
   toolcall__admission_t adm;
   toolcall__ledger_admit(m->ledger, b->calls, n, wanted, policy, &adm);
   format_admission(b, &adm);
   if (adm.failed)
     b->status = TOOLCALL_ELIMIT;
-
-  if (m->batches_in_flight++ == 0)
-    uv_ref((uv_handle_t *)&m->async);
   if (out != NULL)
     *out = b;
 
-  /* Calls that never run (unknown tools, calls refused by a limit) end
-   * through the completion queue in one chain, so the batch callback never
-   * runs inside submit. Then every admitted call starts; a loop tool may
-   * complete inside its start function, which also goes through the
-   * queue. */
+  /* Calls that never run (unknown tools, calls refused by a limit or a
+   * check, deferred, denied) end through the completion queue in one
+   * chain, so neither the batch callback nor a hook runs inside submit.
+   * Then the admitted calls are queued and the caps let them start; a loop
+   * tool may complete inside its start function, which also goes through
+   * the queue. */
   toolcall_call_t *head = NULL, *tail = NULL;
   for (size_t i = 0; i < n; i++) {
     toolcall_call_t *c = &b->calls[i];
-    if (c->admit == TOOLCALL__ADMIT_RESERVED)
+    if (c->admit == TOOLCALL__ADMIT_RESERVED) {
+      m->heap_reserved += c->timeout_ms != 0;
       continue;
+    }
     if (c->tool == NULL)
       set_unknown(c);
-    else
+    else if (c->sched == TOOLCALL__WAITING)
       set_rejected(c);
-    atomic_store_explicit(&c->completed, 1, memory_order_relaxed);
+    c->sched = TOOLCALL__ENDED_EARLY;
+    c->timeout_ms = 0;
+    atomic_store_explicit(&c->completed, TOOLCALL__BY_TOOL,
+                          memory_order_relaxed);
     if (tail != NULL)
       tail->next_done = c;
     else
@@ -375,24 +454,39 @@ int toolcall_batch_submit(toolcall_manager_t *m,
   }
   if (head != NULL)
     toolcall__manager_post_done_chain(m, head, tail);
-  for (size_t i = 0; i < n; i++) {
-    toolcall_call_t *c = &b->calls[i];
-    if (c->admit != TOOLCALL__ADMIT_RESERVED)
-      continue;
-    if (c->tool->kind == TOOLCALL_TOOL_WORKER) {
-      c->work.data = c;
-      uv_queue_work(m->loop, &c->work, worker_run, worker_done);
-    } else {
-      c->start_ns = uv_hrtime();
-      c->tool->fn(c, c->tool->data);
-    }
-  }
+  toolcall__sched_submit(b);
   return 0;
 }
 
-void toolcall_batch_free(toolcall_batch_t *b) {
+int toolcall_batch_submit(toolcall_manager_t *m,
+                          const toolcall_call_spec_t *calls, size_t n,
+                          const toolcall_batch_options_t *opts,
+                          toolcall_batch_cb cb, void *data,
+                          toolcall_batch_t **out, toolcall_error_t *err) {
+  return batch_start(m, calls, sizeof(*calls), NULL, n, opts, cb, data, out,
+                     err);
+}
+
+int toolcall_batch_resume(toolcall_manager_t *m,
+                          const toolcall_decision_t *decisions, size_t n,
+                          const toolcall_batch_options_t *opts,
+                          toolcall_batch_cb cb, void *data,
+                          toolcall_batch_t **out, toolcall_error_t *err) {
+  return batch_start(m, decisions != NULL ? &decisions->call : NULL,
+                     sizeof(*decisions), decisions, n, opts, cb, data, out,
+                     err);
+}
+
+int toolcall_batch_cancel(toolcall_batch_t *b) {
   if (b == NULL)
-    return;
+    return UV_EINVAL;
+  if (b->finished || b->cancelled)
+    return TOOLCALL_ESTATE;
+  toolcall__sched_cancel(b);
+  return 0;
+}
+
+static void batch_release(toolcall_batch_t *b) {
   for (size_t i = 0; i < b->n; i++) {
     toolcall_call_t *c = &b->calls[i];
     if (c->output_owned)
@@ -401,6 +495,16 @@ void toolcall_batch_free(toolcall_batch_t *b) {
       toolcall__free((char *)c->r.message);
   }
   toolcall__free(b);
+}
+
+void toolcall__batch_unref(toolcall_batch_t *b) {
+  if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+    batch_release(b);
+}
+
+void toolcall_batch_free(toolcall_batch_t *b) {
+  if (b != NULL)
+    toolcall__batch_unref(b);
 }
 
 size_t toolcall_batch_size(const toolcall_batch_t *b) {

@@ -61,7 +61,8 @@ const char *toolcall_err_name(int err) {
 const char *toolcall_status_name(toolcall_status_t status) {
   static const char *const names[TOOLCALL_STATUS_COUNT] = {
       "ok",        "tool_error", "retry",    "unknown_tool",
-      "timed_out", "cancelled",  "rejected", "deferred"};
+      "timed_out", "cancelled",  "rejected", "deferred",
+      "denied"};
   if ((int)status < 0 || status >= TOOLCALL_STATUS_COUNT)
     return "invalid";
   return names[status];

@@ -407,7 +407,7 @@ void toolcall__ledger_admit(toolcall_ledger_t *l, toolcall_call_t *calls,
      * tool_calls limit and its tool's limit. */
     for (size_t i = 0; i < n; i++) {
       toolcall_call_t *c = &calls[i];
-      if (c->tool == NULL)
+      if (c->admit != TOOLCALL__ADMIT_WANTED)
         continue;
       toolcall__tool_use_t *u =
           per_tool ? call_tool_use(l, c, &last_tool, &last_use) : NULL;
@@ -443,7 +443,7 @@ void toolcall__ledger_admit(toolcall_ledger_t *l, toolcall_call_t *calls,
   } else if (per_tool) {
     for (size_t i = 0; i < n; i++) {
       toolcall_call_t *c = &calls[i];
-      if (c->tool == NULL)
+      if (c->admit != TOOLCALL__ADMIT_WANTED)
         continue;
       toolcall__tool_use_t *u = call_tool_use(l, c, &last_tool, &last_use);
       c->tool_use = u;
@@ -470,7 +470,7 @@ void toolcall__ledger_admit(toolcall_ledger_t *l, toolcall_call_t *calls,
   }
   for (size_t i = 0; i < n; i++) {
     toolcall_call_t *c = &calls[i];
-    if (c->tool == NULL)
+    if (c->admit != TOOLCALL__ADMIT_WANTED)
       continue;
     if (adm->failed) {
       c->admit = TOOLCALL__ADMIT_BATCH_FAILED;

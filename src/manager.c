@@ -1,5 +1,6 @@
 /* The manager: binds a registry and a ledger to one loop, carries
- * completions from other threads to it, and closes in two phases. */
+ * completions from other threads to it, and closes in two phases: cancel
+ * and wait for every tool, then close the handles. */
 #include "internal.h"
 
 #include <string.h>
@@ -23,11 +24,24 @@ static void on_async(uv_async_t *handle) {
   m->done_head = m->done_tail = NULL;
   uv_mutex_unlock(&m->done_mu);
   while (call != NULL) {
-    /* finish may run a batch callback that frees the batch holding call */
+    /* may run a batch callback that frees the batch holding call */
     toolcall_call_t *next = call->next_done;
-    toolcall__call_finish(call);
+    toolcall__call_dequeued(call);
     call = next;
   }
+  toolcall__run_due(m);
+}
+
+static void manager_free(toolcall_manager_t *m) {
+  toolcall__sched_close(m);
+  uv_mutex_destroy(&m->done_mu);
+  if (m->own_ledger)
+    toolcall_ledger_free(m->ledger);
+  toolcall__free(m);
+}
+
+static void on_closed_init_failure(uv_handle_t *handle) {
+  manager_free(handle->data);
 }
 
 int toolcall_manager_new(toolcall_manager_t **out, uv_loop_t *loop,
@@ -52,6 +66,10 @@ int toolcall_manager_new(toolcall_manager_t **out, uv_loop_t *loop,
                         ? TOOLCALL_POLICY_PARTIAL
                         : TOOLCALL_POLICY_REJECT_BATCH;
   m->data = opts->data;
+  m->max_concurrency = opts->max_concurrency;
+  m->timeout_ms = opts->timeout_ms == TOOLCALL_NO_TIMEOUT ? 0 : opts->timeout_ms;
+  m->on_call_start = opts->on_call_start;
+  m->on_call_end = opts->on_call_end;
   if (opts->ledger != NULL) {
     m->ledger = opts->ledger;
   } else {
@@ -61,17 +79,26 @@ int toolcall_manager_new(toolcall_manager_t **out, uv_loop_t *loop,
   }
   if ((rc = uv_mutex_init(&m->done_mu)) != 0)
     goto fail_mutex;
+  if ((rc = toolcall__sched_init(m)) != 0)
+    goto fail_sched;
   if ((rc = uv_async_init(loop, &m->async, on_async)) != 0)
     goto fail_async;
   m->async.data = m;
   /* The async handle must not keep the loop alive on its own: only work in
    * flight should. */
   uv_unref((uv_handle_t *)&m->async);
+  m->handles_open = 2;
   toolcall__registry_freeze(m->registry);
   *out = m;
   return 0;
 
 fail_async:
+  /* The timer is open: close it, and free the rest when it has closed. */
+  m->handles_open = 1;
+  m->handles_closing = true;
+  uv_close((uv_handle_t *)&m->timer, on_closed_init_failure);
+  return rc;
+fail_sched:
   uv_mutex_destroy(&m->done_mu);
 fail_mutex:
   if (m->own_ledger)
@@ -101,25 +128,29 @@ void toolcall__manager_post_done_chain(toolcall_manager_t *m,
   uv_mutex_unlock(&m->done_mu);
 }
 
-static void on_async_closed(uv_handle_t *handle) {
+static void on_handle_closed(uv_handle_t *handle) {
   toolcall_manager_t *m = handle->data;
+  if (--m->handles_open > 0)
+    return;
   if (m->close_cb != NULL)
     m->close_cb(m);
-  uv_mutex_destroy(&m->done_mu);
-  if (m->own_ledger)
-    toolcall_ledger_free(m->ledger);
-  toolcall__free(m);
+  manager_free(m);
 }
 
-static void maybe_close_handles(toolcall_manager_t *m) {
-  if (!m->closing || m->handles_closing || m->batches_in_flight > 0)
+void toolcall__manager_update_ref(toolcall_manager_t *m) {
+  if (m->batches_in_flight > 0 || m->running > 0)
+    uv_ref((uv_handle_t *)&m->async);
+  else
+    uv_unref((uv_handle_t *)&m->async);
+}
+
+void toolcall__manager_maybe_close(toolcall_manager_t *m) {
+  if (!m->closing || m->handles_closing || m->batches_in_flight > 0 ||
+      m->running > 0)
     return;
   m->handles_closing = true;
-  uv_close((uv_handle_t *)&m->async, on_async_closed);
-}
-
-void toolcall__manager_batch_done(toolcall_manager_t *m) {
-  maybe_close_handles(m);
+  uv_close((uv_handle_t *)&m->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&m->async, on_handle_closed);
 }
 
 int toolcall_manager_close(toolcall_manager_t *m, toolcall_close_cb close_cb) {
@@ -129,7 +160,13 @@ int toolcall_manager_close(toolcall_manager_t *m, toolcall_close_cb close_cb) {
     return TOOLCALL_ECLOSING;
   m->closing = true;
   m->close_cb = close_cb;
-  maybe_close_handles(m);
+  /* Cancelling may finish a batch, which leaves the list. */
+  for (toolcall_batch_t *b = m->live_head, *next; b != NULL; b = next) {
+    next = b->live_next;
+    if (!b->cancelled)
+      toolcall__sched_cancel(b);
+  }
+  toolcall__manager_maybe_close(m);
   return 0;
 }
 

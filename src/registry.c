@@ -2,7 +2,13 @@
  * manager has frozen it. */
 #include "internal.h"
 
+#include <limits.h>
 #include <string.h>
+
+#if __has_include("schema.h")
+#include "schema.h"
+#define HAVE_SCHEMA 1
+#endif
 
 int toolcall_registry_new(toolcall_registry_t **out) {
   if (out == NULL)
@@ -16,6 +22,9 @@ int toolcall_registry_new(toolcall_registry_t **out) {
 }
 
 static void tool_free(toolcall__tool_t *t) {
+#ifdef HAVE_SCHEMA
+  toolcall__schema_free(t->compiled);
+#endif
   toolcall__free(t->name);
   toolcall__free(t->description);
   toolcall__free(t->schema);
@@ -36,6 +45,7 @@ void toolcall_tool_init(toolcall_tool_t *def) {
   if (def != NULL) {
     memset(def, 0, sizeof(*def));
     def->kind = TOOLCALL_TOOL_WORKER;
+    def->max_retries = TOOLCALL_DEFAULT_RETRIES;
   }
 }
 
@@ -130,6 +140,21 @@ int toolcall_registry_add(toolcall_registry_t *reg, const toolcall_tool_t *def,
   if (def->kind != TOOLCALL_TOOL_WORKER && def->kind != TOOLCALL_TOOL_LOOP)
     return toolcall__fail(err, UV_EINVAL, SIZE_MAX, "tool '%s' has an unknown kind %d",
                           def->name, (int)def->kind);
+  if (def->flags & ~(TOOLCALL_TOOL_SEQUENTIAL | TOOLCALL_TOOL_REQUIRES_APPROVAL))
+    return toolcall__fail(err, UV_EINVAL, SIZE_MAX,
+                          "tool '%s' has unknown flags 0x%x", def->name,
+                          def->flags);
+  if (def->max_retries < TOOLCALL_NO_RETRIES)
+    return toolcall__fail(err, UV_EINVAL, SIZE_MAX,
+                          "tool '%s': max_retries %d is below -1", def->name,
+                          def->max_retries);
+  if (def->cancel != NULL && def->kind != TOOLCALL_TOOL_LOOP)
+    return toolcall__fail(err, UV_EINVAL, SIZE_MAX,
+                          "tool '%s': a cancel function is for loop tools; "
+                          "worker tools read toolcall_call_cancelled()",
+                          def->name);
+  if (reg->count >= UINT32_MAX - 1)
+    return toolcall__fail(err, UV_ENOMEM, SIZE_MAX, "too many tools");
   if (toolcall__registry_find(reg, def->name, len) != NULL)
     return toolcall__fail(err, UV_EEXIST, SIZE_MAX,
                           "a tool named '%s' is already registered", def->name);
@@ -139,14 +164,36 @@ int toolcall_registry_add(toolcall_registry_t *reg, const toolcall_tool_t *def,
   t.kind = def->kind;
   t.fn = def->fn;
   t.data = def->data;
+  t.flags = def->flags;
+  t.timeout_ms = def->timeout_ms;
+  t.max_retries = def->max_retries == 0 ? TOOLCALL_DEFAULT_RETRIES
+                  : def->max_retries < 0 ? 0
+                                         : (unsigned)def->max_retries;
+  t.max_concurrency = def->max_concurrency;
+  t.cancel = def->cancel;
+  t.index = (uint32_t)reg->count;
   t.name = toolcall__strndup(def->name, len);
   if (t.name == NULL)
     goto nomem;
   if (def->description != NULL &&
       (t.description = toolcall__strdup(def->description)) == NULL)
     goto nomem;
-  if (def->schema != NULL && (t.schema = toolcall__strdup(def->schema)) == NULL)
-    goto nomem;
+  if (def->schema != NULL) {
+    if ((t.schema = toolcall__strdup(def->schema)) == NULL)
+      goto nomem;
+#ifdef HAVE_SCHEMA
+    char msg[200];
+    int rc = toolcall__schema_compile(t.schema, strlen(t.schema), &t.compiled,
+                                      msg, sizeof(msg));
+    if (rc != 0) {
+      tool_free(&t);
+      if (rc == UV_ENOMEM)
+        return toolcall__fail(err, UV_ENOMEM, SIZE_MAX, "out of memory");
+      return toolcall__fail(err, rc, SIZE_MAX, "tool '%.*s': %s", (int)len,
+                            def->name, msg);
+    }
+#endif
+  }
   if (reserve_one(reg, len) != 0)
     goto nomem;
 

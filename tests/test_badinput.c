@@ -226,8 +226,8 @@ static void test_badinput_null_arguments(void **state) {
   (void)state;
   fixture_t fx;
   fixture_open(&fx);
-  toolcall_call_spec_t calls[] = {{"a", "echo", NULL, 0},
-                                  {"b", "upper", NULL, 0}};
+  toolcall_call_spec_t calls[] = {{"a", "echo", NULL, 0, 0},
+                                  {"b", "upper", NULL, 0, 0}};
   expect_reject_on(&fx, NULL, calls, 2, NULL, on_batch_done, UV_EINVAL,
                    SIZE_MAX);
   expect_reject_on(&fx, fx.m, NULL, 1, NULL, on_batch_done, UV_EINVAL,
@@ -252,7 +252,7 @@ static void test_badinput_empty_batch(void **state) {
   (void)state;
   fixture_t fx;
   fixture_open(&fx);
-  toolcall_call_spec_t calls[] = {{"a", "echo", NULL, 0}};
+  toolcall_call_spec_t calls[] = {{"a", "echo", NULL, 0, 0}};
   expect_reject(&fx, calls, 0, TOOLCALL_EEMPTY, SIZE_MAX);
   assert_nothing_counted(&fx);
   fixture_close(&fx, 0, 0);
@@ -263,11 +263,11 @@ static void test_badinput_null_id_or_name(void **state) {
   fixture_t fx;
   fixture_open(&fx);
   toolcall_call_spec_t calls[] = {
-      {"a", "echo", NULL, 0}, {NULL, "echo", NULL, 0}, {"c", "upper", NULL, 0}};
+      {"a", "echo", NULL, 0, 0}, {NULL, "echo", NULL, 0, 0}, {"c", "upper", NULL, 0, 0}};
   expect_reject(&fx, calls, 3, UV_EINVAL, 1);
-  calls[1] = (toolcall_call_spec_t){"b", NULL, NULL, 0};
+  calls[1] = (toolcall_call_spec_t){"b", NULL, NULL, 0, 0};
   expect_reject(&fx, calls, 3, UV_EINVAL, 1);
-  calls[1] = (toolcall_call_spec_t){"b", "echo", NULL, 0};
+  calls[1] = (toolcall_call_spec_t){"b", "echo", NULL, 0, 0};
   calls[0].id = NULL;
   expect_reject(&fx, calls, 3, UV_EINVAL, 0);
   calls[0].id = "a";
@@ -281,8 +281,8 @@ static void test_badinput_empty_id(void **state) {
   (void)state;
   fixture_t fx;
   fixture_open(&fx);
-  toolcall_call_spec_t calls[] = {{"a", "echo", NULL, 0},
-                                  {"", "echo", NULL, 0}};
+  toolcall_call_spec_t calls[] = {{"a", "echo", NULL, 0, 0},
+                                  {"", "echo", NULL, 0, 0}};
   expect_reject(&fx, calls, 2, UV_EINVAL, 1);
   expect_reject(&fx, &calls[1], 1, UV_EINVAL, 0);
   assert_nothing_counted(&fx);
@@ -298,7 +298,7 @@ static void test_badinput_id_length(void **state) {
   id[TOOLCALL_ID_MAX + 1] = '\0';
   assert_int_equal(strlen(id), 257);
   toolcall_call_spec_t calls[] = {
-      {"a", "echo", NULL, 0}, {"b", "upper", NULL, 0}, {id, "echo", NULL, 0}};
+      {"a", "echo", NULL, 0, 0}, {"b", "upper", NULL, 0, 0}, {id, "echo", NULL, 0, 0}};
   expect_reject(&fx, calls, 3, UV_ENAMETOOLONG, 2);
   char *huge = malloc(100001);
   assert_non_null(huge);
@@ -331,27 +331,27 @@ static void test_badinput_duplicate_ids_small(void **state) {
   (void)state;
   fixture_t fx;
   fixture_open(&fx);
-  toolcall_call_spec_t three[] = {{"call_a", "echo", NULL, 0},
-                                  {"call_b", "upper", NULL, 0},
-                                  {"call_a", "upper", NULL, 0}};
+  toolcall_call_spec_t three[] = {{"call_a", "echo", NULL, 0, 0},
+                                  {"call_b", "upper", NULL, 0, 0},
+                                  {"call_a", "upper", NULL, 0, 0}};
   expect_reject(&fx, three, 3, TOOLCALL_EDUPID, 2);
-  toolcall_call_spec_t two[] = {{"x", "echo", NULL, 0}, {"x", "echo", NULL, 0}};
+  toolcall_call_spec_t two[] = {{"x", "echo", NULL, 0, 0}, {"x", "echo", NULL, 0, 0}};
   expect_reject(&fx, two, 2, TOOLCALL_EDUPID, 1);
   /* eight calls, the largest batch compared pairwise */
   toolcall_call_spec_t eight[8];
   char ids[8][8];
   for (int i = 0; i < 8; i++) {
     snprintf(ids[i], sizeof(ids[i]), "id%d", i);
-    eight[i] = (toolcall_call_spec_t){ids[i], "echo", NULL, 0};
+    eight[i] = (toolcall_call_spec_t){ids[i], "echo", NULL, 0, 0};
   }
   eight[7].id = ids[3];
   expect_reject(&fx, eight, 8, TOOLCALL_EDUPID, 7);
   assert_nothing_counted(&fx);
 
   /* prefixes are not duplicates */
-  toolcall_call_spec_t prefixes[] = {{"call_1", "echo", NULL, 0},
-                                     {"call_10", "echo", NULL, 0},
-                                     {"call_", "echo", NULL, 0}};
+  toolcall_call_spec_t prefixes[] = {{"call_1", "echo", NULL, 0, 0},
+                                     {"call_10", "echo", NULL, 0, 0},
+                                     {"call_", "echo", NULL, 0, 0}};
   run_batch(&fx, prefixes, 3);
   free_batch(&fx);
   fixture_close(&fx, 1, 3);
@@ -368,7 +368,7 @@ static void test_badinput_duplicate_ids_hashed(void **state) {
   assert_non_null(ids);
   for (int i = 0; i < N; i++) {
     snprintf(ids[i], sizeof(ids[i]), "toolu_%03d", i);
-    calls[i] = (toolcall_call_spec_t){ids[i], "echo", NULL, 0};
+    calls[i] = (toolcall_call_spec_t){ids[i], "echo", NULL, 0, 0};
   }
   calls[73].id = ids[10];
   expect_reject(&fx, calls, N, TOOLCALL_EDUPID, 73);
@@ -414,8 +414,8 @@ static void test_badinput_utf8_id(void **state) {
       "id\xE2\x82",       /* truncated at the end */
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    toolcall_call_spec_t calls[] = {{"good", "echo", NULL, 0},
-                                    {bad[i], "echo", NULL, 0}};
+    toolcall_call_spec_t calls[] = {{"good", "echo", NULL, 0, 0},
+                                    {bad[i], "echo", NULL, 0, 0}};
     expect_reject(&fx, calls, 2, UV_EILSEQ, 1);
   }
   assert_nothing_counted(&fx);
@@ -429,9 +429,9 @@ static void test_badinput_utf8_name(void **state) {
   static const char *const bad[] = {"\xFF", "echo\xC3", "ech\xC0\xAF",
                                     "\xED\xA0\x80"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    toolcall_call_spec_t calls[] = {{"a", "echo", NULL, 0},
-                                    {"b", "upper", NULL, 0},
-                                    {"c", bad[i], NULL, 0}};
+    toolcall_call_spec_t calls[] = {{"a", "echo", NULL, 0, 0},
+                                    {"b", "upper", NULL, 0, 0},
+                                    {"c", bad[i], NULL, 0, 0}};
     expect_reject(&fx, calls, 3, UV_EILSEQ, 2);
   }
   assert_nothing_counted(&fx);
@@ -446,8 +446,8 @@ static void test_badinput_utf8_arguments(void **state) {
                                     "{\"q\":\"\xED\xA0\x80\"}",
                                     "{\"q\":\"\xF0\x9F\x98\"}", "\xFF{}"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    toolcall_call_spec_t calls[] = {{"a", "echo", "{}", 0},
-                                    {"b", "echo", bad[i], 0}};
+    toolcall_call_spec_t calls[] = {{"a", "echo", "{}", 0, 0},
+                                    {"b", "echo", bad[i], 0, 0}};
     expect_reject(&fx, calls, 2, UV_EILSEQ, 1);
     /* with the length given as well */
     calls[1].arguments_len = strlen(bad[i]);
@@ -455,8 +455,8 @@ static void test_badinput_utf8_arguments(void **state) {
   }
   /* an embedded NUL, made visible by arguments_len */
   static const char with_nul[] = "{\"a\":\"x\0y\"}";
-  toolcall_call_spec_t calls[] = {{"a", "echo", with_nul, sizeof(with_nul) - 1},
-                                  {"b", "echo", "{}", 0}};
+  toolcall_call_spec_t calls[] = {{"a", "echo", with_nul, sizeof(with_nul) - 1, 0},
+                                  {"b", "echo", "{}", 0, 0}};
   expect_reject(&fx, calls, 2, UV_EILSEQ, 0);
   assert_nothing_counted(&fx);
 
@@ -464,8 +464,8 @@ static void test_badinput_utf8_arguments(void **state) {
   static const char wide[] =
       "{\"q\":\"caf\xC3\xA9 \xE2\x9C\x93 \xF0\x9F\x98\x80\"}";
   static const char longer[] = "{\"n\":1}TRAILING";
-  toolcall_call_spec_t good[] = {{"a", "echo", wide, 0},
-                                 {"b", "echo", longer, 7}};
+  toolcall_call_spec_t good[] = {{"a", "echo", wide, 0, 0},
+                                 {"b", "echo", longer, 7, 0}};
   run_batch(&fx, good, 2);
   const toolcall_result_t *r0 = toolcall_batch_result(fx.batch, 0);
   const toolcall_result_t *r1 = toolcall_batch_result(fx.batch, 1);
@@ -486,9 +486,9 @@ static void test_badinput_arguments_too_big(void **state) {
   static const char args16[] = "{\"k\":\"12345678\"}";
   assert_int_equal(strlen(args17), 17);
   assert_int_equal(strlen(args16), 16);
-  toolcall_call_spec_t calls[] = {{"a", "echo", args16, 0},
-                                  {"b", "echo", args17, 0},
-                                  {"c", "echo", NULL, 0}};
+  toolcall_call_spec_t calls[] = {{"a", "echo", args16, 0, 0},
+                                  {"b", "echo", args17, 0, 0},
+                                  {"c", "echo", NULL, 0, 0}};
   expect_reject(&fx, calls, 3, UV_E2BIG, 1);
   calls[1].arguments_len = 17;
   expect_reject(&fx, calls, 3, UV_E2BIG, 1);
@@ -526,8 +526,8 @@ static void test_badinput_arguments_unbounded_limit(void **state) {
   fixture_t fx;
   fixture_open_with(&fx, SIZE_MAX, 0);
   static const char args[] = "{\"q\":\"the whole text\"}";
-  toolcall_call_spec_t calls[] = {{"a", "echo", args, 0},
-                                  {"b", "echo", args, sizeof(args) - 1}};
+  toolcall_call_spec_t calls[] = {{"a", "echo", args, 0, 0},
+                                  {"b", "echo", args, sizeof(args) - 1, 0}};
   run_batch(&fx, calls, 2);
   for (size_t i = 0; i < 2; i++) {
     const toolcall_result_t *r = toolcall_batch_result(fx.batch, i);
@@ -543,11 +543,11 @@ static void test_badinput_too_many_calls(void **state) {
   (void)state;
   fixture_t fx;
   fixture_open_with(&fx, 0, 4);
-  toolcall_call_spec_t calls[] = {{"a", "echo", NULL, 0},
-                                  {"b", "echo", NULL, 0},
-                                  {"c", "echo", NULL, 0},
-                                  {"d", "echo", NULL, 0},
-                                  {"e", "echo", NULL, 0}};
+  toolcall_call_spec_t calls[] = {{"a", "echo", NULL, 0, 0},
+                                  {"b", "echo", NULL, 0, 0},
+                                  {"c", "echo", NULL, 0, 0},
+                                  {"d", "echo", NULL, 0, 0},
+                                  {"e", "echo", NULL, 0, 0}};
   expect_reject(&fx, calls, 5, UV_E2BIG, SIZE_MAX);
   assert_nothing_counted(&fx);
   run_batch(&fx, calls, 4);
@@ -561,7 +561,7 @@ static void test_badinput_after_close(void **state) {
   fixture_open(&fx);
   assert_int_equal(toolcall_manager_close(fx.m, on_manager_closed), 0);
   fx.closed = true;
-  toolcall_call_spec_t calls[] = {{"a", "echo", NULL, 0}};
+  toolcall_call_spec_t calls[] = {{"a", "echo", NULL, 0, 0}};
   expect_reject(&fx, calls, 1, TOOLCALL_ECLOSING, SIZE_MAX);
   assert_int_equal(toolcall_manager_close(fx.m, on_manager_closed),
                    TOOLCALL_ECLOSING);
@@ -623,9 +623,9 @@ static void assert_lists_tools(const toolcall_result_t *r) {
 static void check_unknown_in_batch(const char *name) {
   fixture_t fx;
   fixture_open(&fx);
-  toolcall_call_spec_t calls[] = {{"a", "echo", "{\"x\":1}", 0},
-                                  {"b", name, "{}", 0},
-                                  {"c", "upper", NULL, 0}};
+  toolcall_call_spec_t calls[] = {{"a", "echo", "{\"x\":1}", 0, 0},
+                                  {"b", name, "{}", 0, 0},
+                                  {"c", "upper", NULL, 0, 0}};
   run_batch(&fx, calls, 3);
   const toolcall_result_t *r0 = toolcall_batch_result(fx.batch, 0);
   const toolcall_result_t *r1 = toolcall_batch_result(fx.batch, 1);
@@ -691,7 +691,7 @@ static void test_badinput_only_unknown_tools(void **state) {
   (void)state;
   fixture_t fx;
   fixture_open(&fx);
-  toolcall_call_spec_t calls[] = {{"a", "nope", NULL, 0}, {"b", "", NULL, 0}};
+  toolcall_call_spec_t calls[] = {{"a", "nope", NULL, 0, 0}, {"b", "", NULL, 0, 0}};
   run_batch(&fx, calls, 2);
   assert_lists_tools(toolcall_batch_result(fx.batch, 0));
   assert_lists_tools(toolcall_batch_result(fx.batch, 1));

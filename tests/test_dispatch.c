@@ -196,6 +196,7 @@ static void test_dispatch_call_order(void **state) {
   fixture_t *f = *state;
   enum { N = 4 };
   toolcall_call_spec_t calls[N];
+  memset(calls, 0, sizeof(calls));
   char ids[N][16], args[N][32];
   for (int i = 0; i < N; i++) {
     snprintf(ids[i], sizeof(ids[i]), "call_%d", i);
@@ -242,10 +243,10 @@ static void test_dispatch_call_order(void **state) {
 static void test_dispatch_statuses(void **state) {
   fixture_t *f = *state;
   toolcall_call_spec_t calls[] = {
-      {"a", "echo", NULL, 0},   {"b", "fail", "{}", 0},
-      {"c", "retry", "{}", 0},  {"d", "silent", "{}", 0},
-      {"e", "missing", "{}", 0}, {"f", "loop_sync", "{}", 0},
-      {"g", "usage", "{}", 0},
+      {"a", "echo", NULL, 0, 0},   {"b", "fail", "{}", 0, 0},
+      {"c", "retry", "{}", 0, 0},  {"d", "silent", "{}", 0, 0},
+      {"e", "missing", "{}", 0, 0}, {"f", "loop_sync", "{}", 0, 0},
+      {"g", "usage", "{}", 0, 0},
   };
   size_t n = sizeof(calls) / sizeof(calls[0]);
   assert_int_equal(
@@ -299,7 +300,7 @@ static void test_dispatch_statuses(void **state) {
 
 static void test_dispatch_complete_twice(void **state) {
   fixture_t *f = *state;
-  toolcall_call_spec_t call = {"t", "twice", NULL, 0};
+  toolcall_call_spec_t call = {"t", "twice", NULL, 0, 0};
   assert_int_equal(
       toolcall_batch_submit(f->m, &call, 1, NULL, on_batch_keep, f, NULL, NULL), 0);
   uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -320,6 +321,7 @@ static void test_dispatch_loop_foreign(void **state) {
   fixture_t *f = *state;
   enum { N = 8 };
   toolcall_call_spec_t calls[N];
+  memset(calls, 0, sizeof(calls));
   char ids[N][16], args[N][32];
   for (int i = 0; i < N; i++) {
     snprintf(ids[i], sizeof(ids[i]), "L%d", i);
@@ -398,12 +400,13 @@ static void test_dispatch_many_batches(void **state) {
   assert_conserved(f->m);
 }
 
-/* Closing with a batch in flight: the batch finishes, its callback runs,
- * then the close callback; the loop then closes cleanly. */
+/* Closing with a batch in flight cancels it: its callback runs with
+ * UV_ECANCELED, then (once the tools have returned) the close callback; the
+ * loop then closes cleanly. */
 static void test_dispatch_close_in_flight(void **state) {
   fixture_t *f = *state;
-  toolcall_call_spec_t calls[] = {{"x", "echo", "{\"ms\":20}", 0},
-                                  {"y", "loop_thread", "{\"ms\":20}", 0}};
+  toolcall_call_spec_t calls[] = {{"x", "echo", "{\"ms\":20}", 0, 0},
+                                  {"y", "loop_thread", "{\"ms\":20}", 0, 0}};
   assert_int_equal(
       toolcall_batch_submit(f->m, calls, 2, NULL, on_batch_keep, f, NULL, NULL), 0);
   assert_int_equal(toolcall_manager_close(f->m, on_close), 0);
@@ -417,8 +420,11 @@ static void test_dispatch_close_in_flight(void **state) {
   uv_run(&f->loop, UV_RUN_DEFAULT);
   assert_int_equal(f->batch_cb_runs, 1);
   assert_int_equal(f->close_cb_runs, 1);
-  assert_int_equal(toolcall_batch_result(f->last_batch, 0)->status, TOOLCALL_OK);
-  assert_int_equal(toolcall_batch_result(f->last_batch, 1)->status, TOOLCALL_OK);
+  assert_int_equal(f->last_status, UV_ECANCELED);
+  assert_int_equal(toolcall_batch_result(f->last_batch, 0)->status,
+                   TOOLCALL_CANCELLED);
+  assert_int_equal(toolcall_batch_result(f->last_batch, 1)->status,
+                   TOOLCALL_CANCELLED);
   toolcall_batch_free(f->last_batch);
   f->m = NULL; /* freed after its close callback */
 }
@@ -455,9 +461,9 @@ static void shared_thread(void *arg) {
   opts.data = sh;
   sh->submit_rc = toolcall_manager_new(&m, &loop, &opts);
   if (sh->submit_rc == 0) {
-    toolcall_call_spec_t calls[] = {{"1", "echo", NULL, 0},
-                                    {"2", "usage", NULL, 0},
-                                    {"3", "nope", NULL, 0}};
+    toolcall_call_spec_t calls[] = {{"1", "echo", NULL, 0, 0},
+                                    {"2", "usage", NULL, 0, 0},
+                                    {"3", "nope", NULL, 0, 0}};
     sh->submit_rc =
         toolcall_batch_submit(m, calls, 3, NULL, on_batch_shared, sh, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -181,7 +181,7 @@ static void test_errors_status_names(void **state) {
   fixture_open(&fx);
   static const char *const expected[TOOLCALL_STATUS_COUNT] = {
       "ok",        "tool_error", "retry",    "unknown_tool",
-      "timed_out", "cancelled",  "rejected", "deferred"};
+      "timed_out", "cancelled",  "rejected", "deferred", "denied"};
   assert_string_equal(toolcall_status_name(TOOLCALL_OK), "ok");
   assert_string_equal(toolcall_status_name(TOOLCALL_TOOL_ERROR), "tool_error");
   assert_string_equal(toolcall_status_name(TOOLCALL_RETRY), "retry");

@@ -416,7 +416,7 @@ static void test_ledger_shared_with_manager(void **state) {
   fixture_t fx;
   fixture_open(&fx);
   toolcall_call_spec_t calls[] = {
-      {"a", "ok", NULL, 0}, {"b", "ok", NULL, 0}, {"c", "ok", NULL, 0}};
+      {"a", "ok", NULL, 0, 0}, {"b", "ok", NULL, 0, 0}, {"c", "ok", NULL, 0, 0}};
   toolcall_error_t err;
   assert_int_equal(toolcall_batch_submit(fx.m, calls, 3, NULL, on_batch_done,
                                          &fx, NULL, &err),

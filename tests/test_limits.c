@@ -250,7 +250,7 @@ static void test_limits_partial_in_call_order(void **state) {
   bo.limit_policy = TOOLCALL_POLICY_REJECT_BATCH;
   assert_int_equal(run_batch(&f, "ok", 2, &bo), TOOLCALL_ELIMIT);
   bo.limit_policy = (toolcall_limit_policy_t)42;
-  toolcall_call_spec_t c = {"x", "ok", NULL, 0};
+  toolcall_call_spec_t c = {"x", "ok", NULL, 0, 0};
   assert_int_equal(
       toolcall_batch_submit(f.m, &c, 1, &bo, on_batch, &f, NULL, NULL),
       UV_EINVAL);
@@ -265,7 +265,7 @@ static void test_limits_unknown_not_reserved(void **state) {
   fx_open(&f, TOOLCALL_POLICY_REJECT_BATCH);
   set_tool_calls_limit(f.ledger, 1);
   toolcall_call_spec_t calls[] = {
-      {"a", "nope", NULL, 0}, {"b", "ok", NULL, 0}, {"c", "nope2", NULL, 0}};
+      {"a", "nope", NULL, 0, 0}, {"b", "ok", NULL, 0, 0}, {"c", "nope2", NULL, 0, 0}};
   assert_int_equal(
       toolcall_batch_submit(f.m, calls, 3, NULL, on_batch, &f, NULL, NULL), 0);
   uv_run(&f.loop, UV_RUN_DEFAULT);
@@ -287,10 +287,10 @@ static void test_limits_per_tool(void **state) {
   assert_int_equal(toolcall_ledger_tool_uses(f.ledger, "ok", &used, &reserved),
                    UV_ENOENT);
   assert_int_equal(toolcall_ledger_set_tool_limit(f.ledger, "ok", 2), 0);
-  toolcall_call_spec_t calls[] = {{"a", "ok", NULL, 0},
-                                  {"b", "ok_loop", NULL, 0},
-                                  {"c", "ok", NULL, 0},
-                                  {"d", "ok", NULL, 0}};
+  toolcall_call_spec_t calls[] = {{"a", "ok", NULL, 0, 0},
+                                  {"b", "ok_loop", NULL, 0, 0},
+                                  {"c", "ok", NULL, 0, 0},
+                                  {"d", "ok", NULL, 0, 0}};
   assert_int_equal(
       toolcall_batch_submit(f.m, calls, 4, NULL, on_batch, &f, NULL, NULL), 0);
   uv_run(&f.loop, UV_RUN_DEFAULT);
@@ -374,7 +374,7 @@ static void test_limits_per_tool_set_while_running(void **state) {
 
   nheld = 0;
   toolcall_call_spec_t calls[] = {
-      {"a", "hold", NULL, 0}, {"b", "hold", NULL, 0}, {"c", "hold", NULL, 0}};
+      {"a", "hold", NULL, 0, 0}, {"b", "hold", NULL, 0, 0}, {"c", "hold", NULL, 0, 0}};
   assert_int_equal(
       toolcall_batch_submit(f.m, calls, 3, NULL, on_batch, &f, NULL, NULL), 0);
   assert_int_equal(nheld, 3);
@@ -506,7 +506,7 @@ static void test_limits_bad_input(void **state) {
   fx_done(&f);
   /* admission on a closing manager */
   assert_int_equal(toolcall_manager_close(f.m, NULL), 0);
-  toolcall_call_spec_t c = {"x", "ok", NULL, 0};
+  toolcall_call_spec_t c = {"x", "ok", NULL, 0, 0};
   toolcall_error_t err;
   assert_int_equal(
       toolcall_batch_submit(f.m, &c, 1, NULL, on_batch, &f, NULL, &err),
@@ -585,6 +585,7 @@ static void c_thread(void *arg) {
     seed = seed * 1103515245u + 12345u;
     size_t n = 1 + (seed >> 8) % 24;
     toolcall_call_spec_t calls[24];
+    memset(calls, 0, sizeof(calls));
     char ids[24][16];
     for (size_t i = 0; i < n; i++) {
       snprintf(ids[i], sizeof(ids[i]), "b%d-%zu", b, i);

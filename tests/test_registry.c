@@ -164,8 +164,8 @@ static void test_registry_worker_and_loop_tools(void **state) {
   assert_string_equal(toolcall_registry_name(fx.reg, 1), "loop:tool");
 
   fixture_start(&fx);
-  toolcall_call_spec_t calls[] = {{"c1", "worker.tool", NULL, 0},
-                                  {"c2", "loop:tool", "{\"x\":1}", 0}};
+  toolcall_call_spec_t calls[] = {{"c1", "worker.tool", NULL, 0, 0},
+                                  {"c2", "loop:tool", "{\"x\":1}", 0, 0}};
   fixture_run(&fx, calls, 2);
   const toolcall_result_t *r0 = toolcall_batch_result(fx.batch, 0);
   const toolcall_result_t *r1 = toolcall_batch_result(fx.batch, 1);
@@ -262,7 +262,7 @@ static void test_registry_name_length(void **state) {
 
   /* and it can be called by that name */
   fixture_start(&fx);
-  toolcall_call_spec_t call = {"id", name, NULL, 0};
+  toolcall_call_spec_t call = {"id", name, NULL, 0, 0};
   fixture_run(&fx, &call, 1);
   assert_int_equal(toolcall_batch_result(fx.batch, 0)->status, TOOLCALL_OK);
   assert_string_equal(toolcall_batch_result(fx.batch, 0)->output, "dummy");
@@ -394,7 +394,7 @@ static void test_registry_frozen(void **state) {
   assert_int_equal(uv_loop_init(&fx2.loop), 0);
   opts.data = &fx2;
   assert_int_equal(toolcall_manager_new(&fx2.m, &fx2.loop, &opts), 0);
-  toolcall_call_spec_t call = {"a", "second", NULL, 0};
+  toolcall_call_spec_t call = {"a", "second", NULL, 0, 0};
   toolcall_error_t err;
   assert_int_equal(toolcall_batch_submit(fx2.m, &call, 1, NULL, on_batch_done,
                                          &fx2, NULL, &err),
@@ -450,12 +450,12 @@ static void test_registry_many_tools(void **state) {
   for (int i = 0; i < NPICK; i++) {
     snprintf(names[i], sizeof(names[i]), "tool_%04d", pick[i]);
     snprintf(ids[i], sizeof(ids[i]), "call-%d", i);
-    calls[i] = (toolcall_call_spec_t){ids[i], names[i], NULL, 0};
+    calls[i] = (toolcall_call_spec_t){ids[i], names[i], NULL, 0, 0};
   }
   snprintf(ids[NPICK], sizeof(ids[NPICK]), "call-x");
-  calls[NPICK] = (toolcall_call_spec_t){ids[NPICK], "tool_1000", NULL, 0};
+  calls[NPICK] = (toolcall_call_spec_t){ids[NPICK], "tool_1000", NULL, 0, 0};
   snprintf(ids[NPICK + 1], sizeof(ids[NPICK + 1]), "call-y");
-  calls[NPICK + 1] = (toolcall_call_spec_t){ids[NPICK + 1], "tool_", NULL, 0};
+  calls[NPICK + 1] = (toolcall_call_spec_t){ids[NPICK + 1], "tool_", NULL, 0, 0};
   fixture_run(&fx, calls, NPICK + 2);
   for (int i = 0; i < NPICK; i++) {
     const toolcall_result_t *r = toolcall_batch_result(fx.batch, (size_t)i);
@@ -619,9 +619,9 @@ static void test_registry_add_nomem(void **state) {
   char ids[11][8];
   for (int i = 0; i < 10; i++) {
     snprintf(ids[i], sizeof(ids[i]), "c%d", i);
-    calls[i] = (toolcall_call_spec_t){ids[i], names[i], NULL, 0};
+    calls[i] = (toolcall_call_spec_t){ids[i], names[i], NULL, 0, 0};
   }
-  calls[10] = (toolcall_call_spec_t){"c10", "t10", NULL, 0};
+  calls[10] = (toolcall_call_spec_t){"c10", "t10", NULL, 0, 0};
   fixture_run(&fx, calls, 11);
   for (int i = 0; i < 10; i++) {
     const toolcall_result_t *r = toolcall_batch_result(fx.batch, (size_t)i);
