@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Build and run the whole test suite three times: a normal build (with
-# -Werror), an ASan+UBSan build and a TSan build. Installs missing Debian
+# -Werror), an ASan+UBSan build and a TSan build; then the unit tests of the
+# normal build once more under valgrind memcheck. Installs missing Debian
 # packages first. Pass "quick" to run the normal build only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
-toolcall_install_deps
+toolcall_install_deps valgrind
 
 jobs=$(nproc)
 run() { # run NAME CMAKE-ARGS...
@@ -18,8 +19,24 @@ run() { # run NAME CMAKE-ARGS...
 }
 
 start=$(date +%s)
+# Every test labelled unit, under valgrind: no invalid access, no
+# uninitialised read, no definite or indirect leak.
+memcheck() {
+  local dir=build/test-default
+  echo "== memcheck: unit tests under valgrind"
+  local tests
+  tests=$(ctest --test-dir "$dir" -N -L unit | sed -n 's/^ *Test *#[0-9]*: //p')
+  for t in $tests; do
+    echo "-- valgrind $t"
+    valgrind -q --error-exitcode=99 --leak-check=full \
+      --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+      "$dir/tests/test_$t" | tail -n 3
+  done
+}
+
 run default
 if [ "${1:-}" != quick ]; then
+  memcheck
   run asan -DTOOLCALL_SANITIZE=address -DTOOLCALL_BUILD_BENCH=OFF
   run tsan -DTOOLCALL_SANITIZE=thread -DTOOLCALL_BUILD_BENCH=OFF
 fi

@@ -175,14 +175,15 @@ struct toolcall_batch_s {
   size_t pending; /* calls not yet settled; loop thread only */
   int status;     /* for the callback: 0 or a TOOLCALL_E* / UV_ECANCELED */
   /* The memory lives while the host holds the batch (until
-   * toolcall_batch_free) or a tool still runs one of its calls. */
+   * toolcall_batch_free: one reference) or a tool still runs one of its
+   * calls (one reference for all of them). */
   atomic_size_t refs;
   toolcall_call_t *calls;
   /* Scheduling, loop thread: the next call to release, the released calls
    * whose tools have not returned, whether a sequential call runs. */
   size_t cursor;
   size_t active;
-  size_t timed;       /* calls holding a timer-heap reservation */
+  size_t running;     /* started calls whose tools have not returned */
   bool seq_running;
   bool queued;        /* in the manager's ready queue */
   bool finished;      /* every call settled; the callback is due or ran */

@@ -184,14 +184,14 @@ bool toolcall__json_object_check(const char *text, size_t len, char *msg,
     bool obj = (kinds[(depth - 1) / 64] >> ((depth - 1) % 64)) & 1;
     if (obj) {
       if (s.p >= s.end || *s.p != '"') {
-        why = "expected a string key";
+        why = s.p >= s.end ? "unexpected end" : "expected a string key";
         goto fail;
       }
       if ((why = scan_string(&s)) != NULL)
         goto fail;
       skip_ws(&s);
       if (s.p >= s.end || *s.p != ':') {
-        why = "expected ':'";
+        why = s.p >= s.end ? "unexpected end" : "expected ':'";
         goto fail;
       }
       s.p++;

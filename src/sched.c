@@ -156,13 +156,18 @@ static void wait_remove(toolcall_manager_t *m, toolcall_call_t *c) {
 static void worker_run(uv_work_t *req);
 static void worker_done(uv_work_t *req, int status);
 
-static void start_call(toolcall_manager_t *m, toolcall_call_t *c) {
+/* *now_ns is read once per burst of starts (0: not yet): a batch's calls
+ * start within microseconds of each other, and uv_hrtime() is not free. */
+static void start_call(toolcall_manager_t *m, toolcall_call_t *c,
+                       uint64_t *now_ns) {
   toolcall_batch_t *b = c->batch;
   c->sched = TOOLCALL__STARTED;
   m->running++;
   if (m->tool_running != NULL)
     m->tool_running[c->tool->index]++;
-  atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+  /* The running calls hold one reference on the batch between them. */
+  if (b->running++ == 0)
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
   if (c->timeout_ms != 0) {
     c->deadline = uv_now(m->loop) + c->timeout_ms;
     m->heap[m->heap_len] = c;
@@ -171,7 +176,9 @@ static void start_call(toolcall_manager_t *m, toolcall_call_t *c) {
     if (c->heap_index == 0)
       timer_arm(m);
   }
-  c->start_ns = uv_hrtime();
+  if (*now_ns == 0)
+    *now_ns = uv_hrtime();
+  c->start_ns = *now_ns;
   if (m->on_call_start != NULL) {
     toolcall_event_t ev = {m, b, c->index, c->r.id, c->r.tool, TOOLCALL_OK,
                            NULL, 0};
@@ -214,6 +221,7 @@ static bool tool_full(const toolcall_manager_t *m, const toolcall_call_t *c) {
 }
 
 void toolcall__sched_pump(toolcall_manager_t *m) {
+  uint64_t now_ns = 0;
   while (m->ready_head != NULL &&
          (m->max_concurrency == 0 || m->running < m->max_concurrency)) {
     toolcall_batch_t *b = m->ready_head;
@@ -226,7 +234,7 @@ void toolcall__sched_pump(toolcall_manager_t *m) {
     if (m->tool_running != NULL && tool_full(m, c))
       wait_push(m, c);
     else
-      start_call(m, c);
+      start_call(m, c, &now_ns);
   }
 }
 
@@ -378,12 +386,14 @@ void toolcall__call_returned(toolcall_call_t *c) {
     toolcall_call_t *next = m->tool_wait_head[t];
     if (next != NULL && !tool_full(m, next) &&
         (m->max_concurrency == 0 || m->running < m->max_concurrency)) {
+      uint64_t now_ns = 0;
       wait_remove(m, next);
-      start_call(m, next);
+      start_call(m, next, &now_ns);
     }
   }
   toolcall__sched_pump(m);
-  toolcall__batch_unref(b); /* may free b and c */
+  if (--b->running == 0)
+    toolcall__batch_unref(b); /* may free b and c */
   toolcall__manager_update_ref(m);
   toolcall__manager_maybe_close(m);
 }

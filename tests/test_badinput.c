@@ -704,6 +704,168 @@ static void test_badinput_only_unknown_tools(void **state) {
   fixture_close(&fx, 1, 0);
 }
 
+/* ---- the issue 4 corpus: sizes and shapes a hostile model can send ----- */
+
+/* Arguments of 16 MiB: over the default 8 MiB limit they are refused with
+ * UV_E2BIG and nothing counts; under a larger limit they reach the tool
+ * whole. */
+static void test_badinput_arguments_16mib(void **state) {
+  (void)state;
+  const size_t size = (size_t)16 << 20;
+  char *args = malloc(size + 1);
+  assert_non_null(args);
+  memset(args, 'x', size);
+  memcpy(args, "{\"k\":\"", 6);
+  memcpy(args + size - 2, "\"}", 2);
+  args[size] = '\0';
+  toolcall_call_spec_t call = {"big", "echo", args, 0, 0};
+
+  fixture_t fx;
+  fixture_open(&fx);
+  expect_reject(&fx, &call, 1, UV_E2BIG, 0);
+  assert_nothing_counted(&fx);
+  fixture_close(&fx, 0, 0);
+
+  fixture_open_with(&fx, (size_t)32 << 20, 0);
+  run_batch(&fx, &call, 1);
+  const toolcall_result_t *r = toolcall_batch_result(fx.batch, 0);
+  assert_int_equal(r->status, TOOLCALL_OK);
+  assert_int_equal(r->output_len, size);
+  assert_memory_equal(r->output, args, size);
+  free_batch(&fx);
+  fixture_close(&fx, 1, 1);
+  free(args);
+}
+
+/* Calls whose arguments are not one JSON object end TOOLCALL_RETRY with a
+ * message, without running the tool and without holding a reservation. */
+static void expect_retry_args(const char *args, size_t len,
+                              const char *want_in_message) {
+  fixture_t fx;
+  fixture_open(&fx);
+  toolcall_call_spec_t calls[] = {{"bad", "echo", args, len, 0},
+                                  {"good", "upper", "{}", 0, 0}};
+  run_batch(&fx, calls, 2);
+  const toolcall_result_t *r = toolcall_batch_result(fx.batch, 0);
+  assert_int_equal(r->status, TOOLCALL_RETRY);
+  assert_non_null(r->message);
+  assert_true(utf8_ok(r->message));
+  if (strstr(r->message, want_in_message) == NULL)
+    fail_msg("message '%s' lacks '%s'", r->message, want_in_message);
+  assert_int_equal(r->duration_ns, 0);
+  assert_int_equal(toolcall_batch_result(fx.batch, 1)->status, TOOLCALL_OK);
+  toolcall_snapshot_t s;
+  snapshot(&fx, &s);
+  assert_int_equal(s.dispatched, 2);
+  assert_int_equal(s.calls[TOOLCALL_RETRY], 1);
+  assert_int_equal(s.calls[TOOLCALL_OK], 1);
+  assert_int_equal(s.reserved_tool_calls, 0);
+  free_batch(&fx);
+  fixture_close(&fx, 1, 1); /* only "good" ran */
+}
+
+static void test_badinput_arguments_not_json(void **state) {
+  (void)state;
+  static const struct {
+    const char *args;
+    const char *why;
+  } cases[] = {
+      {" ", "empty"},
+      {"{", "end"},
+      {"{\"a\":}", "not valid JSON"},
+      {"{\"a\":1,}", "not valid JSON"},
+      {"{\"a\" 1}", "':'"},
+      {"{} {}", "after the object"},
+      {"{\"a\":tru}", "not valid JSON"},
+      {"{\"a\":01}", "not valid JSON"},
+      {"{\"a\":\"\\x\"}", "escape"},
+      {"{\"a\":\"\t\"}", "control character"},
+      {"{\"a\":\"unterminated}", "unterminated"},
+      {"[1,2]", "must be a JSON object"},
+      {"\"text\"", "must be a JSON object"},
+      {"42", "must be a JSON object"},
+      {"null", "must be a JSON object"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    expect_retry_args(cases[i].args, 0, cases[i].why);
+}
+
+/* JSON nested 100,000 levels deep: refused as too deep (a retry), with no
+ * recursion that could overflow the stack; balanced or not. */
+static void test_badinput_arguments_nested_100k(void **state) {
+  (void)state;
+  const size_t depth = 100000;
+  char *args = malloc(2 * depth + 16);
+  assert_non_null(args);
+  size_t n = 0;
+  n += (size_t)sprintf(args, "{\"a\":");
+  memset(args + n, '[', depth);
+  n += depth;
+  memset(args + n, ']', depth);
+  n += depth;
+  args[n++] = '}';
+  args[n] = '\0';
+  expect_retry_args(args, n, "nested too deep");
+  expect_retry_args(args, 5 + depth, "nested too deep"); /* unbalanced */
+  /* Nested objects, too. */
+  n = 0;
+  for (size_t i = 0; i < 50000 && n + 8 < 2 * depth; i++)
+    n += (size_t)sprintf(args + n, "{\"a\":");
+  args[n] = '\0';
+  expect_retry_args(args, n, "nested too deep");
+  free(args);
+}
+
+/* A batch of 100,000 calls runs whole: every result in call order,
+ * everything counted once. */
+static void test_badinput_batch_100k(void **state) {
+  (void)state;
+  enum { N = 100000 };
+  fixture_t fx;
+  fixture_open(&fx);
+  toolcall_call_spec_t *calls = calloc(N, sizeof(*calls));
+  char(*ids)[16] = malloc(N * sizeof(*ids));
+  assert_non_null(calls);
+  assert_non_null(ids);
+  for (size_t i = 0; i < N; i++) {
+    snprintf(ids[i], sizeof(ids[i]), "call_%zu", i);
+    calls[i].id = ids[i];
+    calls[i].name = tool_names[i % NTOOLS];
+  }
+  run_batch(&fx, calls, N);
+  for (size_t i = 0; i < N; i++) {
+    const toolcall_result_t *r = toolcall_batch_result(fx.batch, i);
+    assert_int_equal(r->status, TOOLCALL_OK);
+    assert_string_equal(r->id, ids[i]);
+  }
+  toolcall_snapshot_t s;
+  snapshot(&fx, &s);
+  assert_int_equal(s.dispatched, N);
+  assert_int_equal(s.tool_calls, N);
+  assert_int_equal(s.reserved_tool_calls, 0);
+  free_batch(&fx);
+  fixture_close(&fx, 1, N);
+  free(calls);
+  free(ids);
+}
+
+/* An id of 10,000 characters is refused as too long, naming the call. */
+static void test_badinput_id_10k(void **state) {
+  (void)state;
+  fixture_t fx;
+  fixture_open(&fx);
+  char *id = malloc(10001);
+  assert_non_null(id);
+  memset(id, 'i', 10000);
+  id[10000] = '\0';
+  toolcall_call_spec_t calls[] = {{"ok", "echo", NULL, 0, 0},
+                                  {id, "echo", NULL, 0, 0}};
+  expect_reject(&fx, calls, 2, UV_ENAMETOOLONG, 1);
+  assert_nothing_counted(&fx);
+  free(id);
+  fixture_close(&fx, 0, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_badinput_null_arguments),
@@ -725,6 +887,11 @@ int main(void) {
       cmocka_unit_test(test_badinput_empty_tool_name),
       cmocka_unit_test(test_badinput_long_tool_name),
       cmocka_unit_test(test_badinput_only_unknown_tools),
+      cmocka_unit_test(test_badinput_arguments_16mib),
+      cmocka_unit_test(test_badinput_arguments_not_json),
+      cmocka_unit_test(test_badinput_arguments_nested_100k),
+      cmocka_unit_test(test_badinput_batch_100k),
+      cmocka_unit_test(test_badinput_id_10k),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
