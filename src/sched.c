@@ -540,3 +540,45 @@ void toolcall__sched_close(toolcall_manager_t *m) {
   m->tool_wait_head = m->tool_wait_tail = NULL;
   m->heap = NULL;
 }
+
+/* ---- runs ---- */
+
+int toolcall_run_new(const toolcall_registry_t *reg, toolcall_run_t **out) {
+  if (reg == NULL || out == NULL)
+    return UV_EINVAL;
+  toolcall_run_t *run = toolcall__calloc(1, sizeof(*run));
+  if (run == NULL)
+    return UV_ENOMEM;
+  run->registry = reg;
+  run->count = reg->count;
+  /* One allocation for both arrays; at least one byte, so that an empty
+   * registry still gets a pointer. */
+  size_t size = reg->count * (sizeof(unsigned) + 1) + 1;
+  run->retries = toolcall__calloc(1, size);
+  if (run->retries == NULL) {
+    toolcall__free(run);
+    return UV_ENOMEM;
+  }
+  run->seen = (uint8_t *)(run->retries + reg->count);
+  *out = run;
+  return 0;
+}
+
+void toolcall_run_free(toolcall_run_t *run) {
+  if (run == NULL)
+    return;
+  toolcall__free(run->retries);
+  toolcall__free(run);
+}
+
+int toolcall_run_retries(const toolcall_run_t *run, const char *tool,
+                         unsigned *count) {
+  if (run == NULL || tool == NULL || count == NULL)
+    return UV_EINVAL;
+  const toolcall__tool_t *t =
+      toolcall__registry_find(run->registry, tool, strlen(tool));
+  if (t == NULL || t->index >= run->count)
+    return UV_ENOENT;
+  *count = run->retries[t->index];
+  return 0;
+}
