@@ -2,12 +2,24 @@
  * toolcall-bench — what toolcall costs, beside what libuv alone costs.
  *
  * Usage: toolcall-bench [--quick] [--json] [--only LIST] [--help]
+ *        toolcall-bench --profile SCENARIO N REPS
  *
  *   --quick      short run: 10 ms samples, 3 of each (default: 50 ms, 5)
  *   --json       print one JSON object on stdout instead of the table
  *   --only LIST  comma-separated sections to run: dispatch, counting,
- *                admission, memory (default: all). "scaling" comes with
- *                dispatch. Sections not run are absent from the JSON.
+ *                admission, memory, features (default: all). "scaling"
+ *                comes with dispatch. Sections not run are absent from the
+ *                JSON.
+ *   --profile SCENARIO N REPS
+ *                for profilers (valgrind --tool=callgrind, perf): set up,
+ *                run one batch of N calls once to warm up, then REPS more,
+ *                and exit; no table, no checks beyond "every batch ended".
+ *                SCENARIO: worker, loop (toolcall, as section 1),
+ *                base-worker, base-loop (the bare-libuv baselines),
+ *                features-worker, features-loop (as section 6). Per-call
+ *                cost without the set-up: profile REPS=R and REPS=0 and
+ *                divide the difference by R x N. Prints the time taken on
+ *                stderr.
  *
  * Output: the table (or JSON) on stdout; progress on stderr when it is a
  * terminal, and the run's duration on stderr. Exit status 0, 1 if a
@@ -72,6 +84,18 @@
  *     call: id + tool name + arguments "{}" (NULL arguments) + 3 NULs):
  *     peak live bytes during the batch's life, and live bytes with all
  *     65536 calls in flight (after submit returned), each / 65536.
+ *  6. Features: the dispatch of section 1 through a second manager on the
+ *     same loop with the features on: its own ledger with a tool_calls
+ *     limit of INT64_MAX / 2 (admission runs against a real limit and never
+ *     refuses), max_concurrency 256 (calls beyond 256 wait for a slot),
+ *     timeout_ms 60000 (every call enters the timer heap; none times out),
+ *     and on_call_start / on_call_end hooks that each count (checked:
+ *     starts == ends == calls submitted, all ended ok). Beside it, in the
+ *     same samples (taken in turn: features, plain, baseline), the plain
+ *     toolcall dispatch of section 1 (re-measured, so it may differ a
+ *     little from section 1's figure) and the bare-libuv baseline.
+ *     feat/plain = features ns/call / plain ns/call; feat/bare = features
+ *     ns/call / baseline ns/call.
  *
  * JSON (one object; numbers are ns unless named otherwise; a figure that
  * could not be measured is null):
@@ -110,8 +134,20 @@
  *     the pre-batch baseline, strings included), peak_bytes_per_call,
  *     in_flight_bytes_per_call (strings excluded), allocations_in_submit,
  *     leaked_bytes (live bytes left after the batch was freed; 0)
+ *   features: max_concurrency, timeout_ms, tool_calls_limit (the settings
+ *     of the features manager), calls (submitted to it), hook_starts,
+ *     hook_ends (times each hook ran), and
+ *     features.worker[], features.loop[]: one object per batch size, with
+ *     batch_size, features_ns_per_call, features_calls_per_s,
+ *     features_best_ns_per_call, features_batches_per_sample,
+ *     toolcall_ns_per_call, toolcall_best_ns_per_call,
+ *     toolcall_batches_per_sample, baseline_ns_per_call,
+ *     baseline_best_ns_per_call, baseline_batches_per_sample,
+ *     ratio_to_toolcall (features / toolcall),
+ *     ratio_to_baseline (features / baseline)
  *   checks_ok                  bool: every call counted ok exactly once,
- *                              every counter holds what was added
+ *                              every counter holds what was added, each
+ *                              hook ran once per call
  *
  * SPDX-License-Identifier: MIT
  */
@@ -170,7 +206,18 @@ static const size_t k_sizes[NSIZES] = {1, 16, 256, 4096, 65536};
 static const size_t k_adm_sizes[NADM] = {1, 16, 256};
 static const unsigned k_threads[NTHREADS] = {1, 2, 4, 8};
 
-enum { SEC_DISPATCH = 1, SEC_COUNTING = 2, SEC_ADMISSION = 4, SEC_MEMORY = 8 };
+enum {
+  SEC_DISPATCH = 1,
+  SEC_COUNTING = 2,
+  SEC_ADMISSION = 4,
+  SEC_MEMORY = 8,
+  SEC_FEATURES = 16
+};
+
+/* Section 6: the features manager's settings. */
+#define FEAT_MAX_CONCURRENCY ((size_t)256)
+#define FEAT_TIMEOUT_MS ((uint64_t)60000)
+#define FEAT_TOOL_CALLS_LIMIT (INT64_MAX / 2)
 
 static struct {
   bool quick;
@@ -463,6 +510,84 @@ static void run_tc_worker(size_t n) {
 static void run_tc_loop(size_t n) {
   uint64_t expect = B.batches_done + 1;
   submit(B.spec_loop, n);
+  drain(expect);
+}
+
+/* ======================================================================== */
+/* The features manager (section 6): same loop, same registry               */
+
+static struct {
+  toolcall_manager_t *m;
+  toolcall_ledger_t *ledger; /* its own, with a tool_calls limit */
+  uint64_t calls_submitted;
+  uint64_t starts, ends, ends_not_ok; /* by the hooks; loop thread */
+} F;
+
+static void feat_on_start(const toolcall_event_t *ev) {
+  (void)ev;
+  F.starts++;
+}
+
+static void feat_on_end(const toolcall_event_t *ev) {
+  F.ends++;
+  if (ev->status != TOOLCALL_OK)
+    F.ends_not_ok++;
+}
+
+static void feat_setup(void) {
+  toolcall_limits_t lim;
+  CHECK(toolcall_ledger_new(&F.ledger));
+  toolcall_limits_init(&lim);
+  lim.tool_calls = FEAT_TOOL_CALLS_LIMIT;
+  CHECK(toolcall_ledger_set_limits(F.ledger, &lim));
+  toolcall_manager_options_t mo;
+  toolcall_manager_options_init(&mo);
+  mo.registry = B.reg;
+  mo.ledger = F.ledger;
+  mo.max_concurrency = FEAT_MAX_CONCURRENCY;
+  mo.timeout_ms = FEAT_TIMEOUT_MS;
+  mo.on_call_start = feat_on_start;
+  mo.on_call_end = feat_on_end;
+  CHECK(toolcall_manager_new(&F.m, &B.loop, &mo));
+}
+
+/* Close the manager (on the loop), check its books, free its ledger. */
+static void feat_teardown(void) {
+  CHECK(toolcall_manager_close(F.m, on_manager_closed));
+  uv_run(&B.loop, UV_RUN_DEFAULT);
+  toolcall_snapshot_t snap;
+  CHECK(toolcall_ledger_snapshot(F.ledger, &snap));
+  check(snap.dispatched == F.calls_submitted &&
+            snap.calls[TOOLCALL_OK] == F.calls_submitted &&
+            snap.tool_calls == F.calls_submitted,
+        "features: every call ended ok and was counted once");
+  check(snap.reserved_tool_calls == 0, "features: no reservation left");
+  check(F.starts == F.calls_submitted && F.ends == F.calls_submitted,
+        "features: start hook runs == end hook runs == calls submitted");
+  check(F.ends_not_ok == 0, "features: the end hook saw only ok calls");
+  toolcall_ledger_free(F.ledger);
+  F.ledger = NULL;
+  F.m = NULL;
+}
+
+static void submit_features(const toolcall_call_spec_t *specs, size_t n) {
+  toolcall_error_t err;
+  int rc = toolcall_batch_submit(F.m, specs, n, NULL, on_batch, NULL, NULL,
+                                 &err);
+  if (rc != 0)
+    die("toolcall_batch_submit (features)", rc, &err);
+  F.calls_submitted += n;
+}
+
+static void run_ft_worker(size_t n) {
+  uint64_t expect = B.batches_done + 1;
+  submit_features(B.spec_worker, n);
+  drain(expect);
+}
+
+static void run_ft_loop(size_t n) {
+  uint64_t expect = B.batches_done + 1;
+  submit_features(B.spec_loop, n);
   drain(expect);
 }
 
@@ -905,6 +1030,50 @@ static void bench_memory(void) {
 }
 
 /* ======================================================================== */
+/* 6. Dispatch with the features on                                         */
+
+typedef struct {
+  size_t n;
+  uint64_t reps_ft, reps_tc, reps_base;
+  double ft_med, ft_best, tc_med, tc_best, base_med, base_best;
+} feat_row_t;
+
+static feat_row_t feat[2][NSIZES]; /* [0] worker, [1] loop */
+
+/* As section 1, with a third contender: the three are sampled in turn. */
+static void bench_features(void) {
+  run_fn ft[2] = {run_ft_worker, run_ft_loop};
+  run_fn tc[2] = {run_tc_worker, run_tc_loop};
+  run_fn base[2] = {run_base_worker, run_base_loop};
+  for (int k = 0; k < 2; k++) {
+    for (int s = 0; s < NSIZES; s++) {
+      feat_row_t *row = &feat[k][s];
+      size_t n = k_sizes[s];
+      double a[MAX_SAMPLES], b[MAX_SAMPLES], c[MAX_SAMPLES];
+      progress("features %s N=%zu...", k ? "loop" : "worker", n);
+      row->n = n;
+      row->reps_ft = calibrate(ft[k], n);
+      row->reps_tc = calibrate(tc[k], n);
+      row->reps_base = calibrate(base[k], n);
+      for (int i = 0; i < O.samples; i++) {
+        a[i] = (double)time_reps(ft[k], n, row->reps_ft) /
+               ((double)row->reps_ft * (double)n);
+        b[i] = (double)time_reps(tc[k], n, row->reps_tc) /
+               ((double)row->reps_tc * (double)n);
+        c[i] = (double)time_reps(base[k], n, row->reps_base) /
+               ((double)row->reps_base * (double)n);
+      }
+      row->ft_med = median(a, O.samples);
+      row->ft_best = best(a, O.samples);
+      row->tc_med = median(b, O.samples);
+      row->tc_best = best(b, O.samples);
+      row->base_med = median(c, O.samples);
+      row->base_best = best(c, O.samples);
+    }
+  }
+}
+
+/* ======================================================================== */
 /* Machine                                                                  */
 
 static char cpu_model[256] = "unknown";
@@ -1066,6 +1235,31 @@ static void print_table(void) {
     printf("   allocations in submit: %zu; leaked after free: %zu B\n",
            mem.allocs, mem.leaked);
   }
+
+  if (O.sections & SEC_FEATURES) {
+    static const char *const kinds[2] = {"worker", "loop"};
+    printf("\n6. Dispatch with the features on: own ledger with a tool_calls "
+           "limit (INT64_MAX/2),\n   max_concurrency %zu, timeout %" PRIu64
+           " ms (every call in the timer heap), start + end hooks;\n   "
+           "plain = section 1's toolcall, bare = its baseline, sampled in "
+           "turn with features\n",
+           FEAT_MAX_CONCURRENCY, FEAT_TIMEOUT_MS);
+    printf("%-6s %6s | %10s %12s | %10s | %10s | %10s %9s\n", "kind",
+           "batch", "ft ns/call", "ft calls/s", "tc ns/call", "uv ns/call",
+           "feat/plain", "feat/bare");
+    for (int k = 0; k < 2; k++)
+      for (int s = 0; s < NSIZES; s++) {
+        const feat_row_t *r = &feat[k][s];
+        printf("%-6s %6zu | %10.1f %12.0f | %10.1f | %10.1f | %10.2f "
+               "%9.2f\n",
+               kinds[k], r->n, r->ft_med, per_s(r->ft_med), r->tc_med,
+               r->base_med, ratio(r->ft_med, r->tc_med),
+               ratio(r->ft_med, r->base_med));
+      }
+    printf("   hooks: %" PRIu64 " starts, %" PRIu64 " ends, %" PRIu64
+           " calls\n",
+           F.starts, F.ends, F.calls_submitted);
+  }
   printf("\nchecks: %s\n", checks_ok ? "ok" : "FAILED");
 }
 
@@ -1208,6 +1402,39 @@ static void print_json(void) {
     printf("\"allocations_in_submit\": %zu, \"leaked_bytes\": %zu},\n",
            mem.allocs, mem.leaked);
   }
+
+  if (O.sections & SEC_FEATURES) {
+    static const char *const kinds[2] = {"worker", "loop"};
+    printf(" \"features\": {\"max_concurrency\": %zu, \"timeout_ms\": %" PRIu64
+           ", \"tool_calls_limit\": %" PRId64 ", \"calls\": %" PRIu64
+           ", \"hook_starts\": %" PRIu64 ", \"hook_ends\": %" PRIu64,
+           FEAT_MAX_CONCURRENCY, FEAT_TIMEOUT_MS, (int64_t)FEAT_TOOL_CALLS_LIMIT,
+           F.calls_submitted, F.starts, F.ends);
+    for (int k = 0; k < 2; k++) {
+      printf(",\n  \"%s\": [", kinds[k]);
+      for (int s = 0; s < NSIZES; s++) {
+        const feat_row_t *r = &feat[k][s];
+        printf("%s\n   {\"batch_size\": %zu, ", s ? "," : "", r->n);
+        json_key_num("features_ns_per_call", r->ft_med, true);
+        json_key_num("features_calls_per_s", per_s(r->ft_med), true);
+        json_key_num("features_best_ns_per_call", r->ft_best, true);
+        printf("\"features_batches_per_sample\": %" PRIu64 ", ", r->reps_ft);
+        json_key_num("toolcall_ns_per_call", r->tc_med, true);
+        json_key_num("toolcall_best_ns_per_call", r->tc_best, true);
+        printf("\"toolcall_batches_per_sample\": %" PRIu64 ", ", r->reps_tc);
+        json_key_num("baseline_ns_per_call", r->base_med, true);
+        json_key_num("baseline_best_ns_per_call", r->base_best, true);
+        printf("\"baseline_batches_per_sample\": %" PRIu64 ", ",
+               r->reps_base);
+        json_key_num("ratio_to_toolcall", ratio(r->ft_med, r->tc_med), true);
+        json_key_num("ratio_to_baseline", ratio(r->ft_med, r->base_med),
+                     false);
+        printf("}");
+      }
+      printf("]");
+    }
+    printf("},\n");
+  }
   printf(" \"checks_ok\": %s}\n", checks_ok ? "true" : "false");
 }
 
@@ -1215,9 +1442,18 @@ static void print_json(void) {
 /* main                                                                     */
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: toolcall-bench [--quick] [--json] [--only LIST]\n"
-             "  LIST: comma-separated of dispatch, counting, admission, "
-             "memory\n");
+  fprintf(f,
+          "usage: toolcall-bench [--quick] [--json] [--only LIST]\n"
+          "       toolcall-bench --profile SCENARIO N REPS\n"
+          "  LIST: comma-separated of dispatch, counting, admission, "
+          "memory, features\n"
+          "  --profile: for profilers (callgrind, perf); runs one batch of N "
+          "calls once to\n"
+          "    warm up, then REPS more, and exits without a table. "
+          "SCENARIO: worker, loop,\n"
+          "    base-worker, base-loop, features-worker, features-loop. "
+          "Cost per call without\n"
+          "    the set-up: (cost at REPS=R - cost at REPS=0) / (R x N).\n");
 }
 
 static unsigned parse_sections(const char *list) {
@@ -1233,6 +1469,8 @@ static unsigned parse_sections(const char *list) {
       s |= SEC_ADMISSION;
     else if (strcmp(tok, "memory") == 0)
       s |= SEC_MEMORY;
+    else if (strcmp(tok, "features") == 0)
+      s |= SEC_FEATURES;
     else {
       fprintf(stderr, "toolcall-bench: unknown section '%s'\n", tok);
       usage(stderr);
@@ -1242,11 +1480,58 @@ static unsigned parse_sections(const char *list) {
   return s;
 }
 
+/* --profile: one scenario, nothing else. */
+static const struct {
+  const char *name;
+  run_fn fn;
+  bool features;
+} k_profiles[] = {
+    {"worker", run_tc_worker, false},
+    {"loop", run_tc_loop, false},
+    {"base-worker", run_base_worker, false},
+    {"base-loop", run_base_loop, false},
+    {"features-worker", run_ft_worker, true},
+    {"features-loop", run_ft_loop, true},
+};
+
+static int profile_main(const char *scenario, const char *n_arg,
+                        const char *reps_arg) {
+  char *end;
+  size_t p = 0, np = sizeof(k_profiles) / sizeof(k_profiles[0]);
+  while (p < np && strcmp(k_profiles[p].name, scenario) != 0)
+    p++;
+  unsigned long long n = strtoull(n_arg, &end, 10);
+  bool n_ok = *n_arg != '\0' && *end == '\0' && n >= 1 && n <= MAX_BATCH;
+  unsigned long long reps = strtoull(reps_arg, &end, 10);
+  bool reps_ok = *reps_arg != '\0' && *end == '\0';
+  if (p == np || !n_ok || !reps_ok) {
+    fprintf(stderr, "toolcall-bench: --profile SCENARIO N REPS: bad %s\n",
+            p == np ? "SCENARIO" : !n_ok ? "N (1..65536)" : "REPS");
+    usage(stderr);
+    return 2;
+  }
+  setup();
+  base_setup();
+  if (k_profiles[p].features)
+    feat_setup();
+  k_profiles[p].fn((size_t)n); /* warm-up */
+  uint64_t t = time_reps(k_profiles[p].fn, (size_t)n, reps);
+  if (k_profiles[p].features)
+    feat_teardown();
+  base_teardown();
+  teardown();
+  fprintf(stderr, "toolcall-bench: --profile %s N=%llu REPS=%llu: %.1f ns/call\n",
+          scenario, n, reps,
+          reps > 0 ? (double)t / ((double)reps * (double)n) : 0.0);
+  return checks_ok ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   /* First, before any other toolcall function and any toolcall object. */
   CHECK(toolcall_replace_allocator(bench_malloc, bench_realloc, bench_calloc,
                                    bench_free));
-  O.sections = SEC_DISPATCH | SEC_COUNTING | SEC_ADMISSION | SEC_MEMORY;
+  O.sections =
+      SEC_DISPATCH | SEC_COUNTING | SEC_ADMISSION | SEC_MEMORY | SEC_FEATURES;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) {
       O.quick = true;
@@ -1254,6 +1539,9 @@ int main(int argc, char **argv) {
       O.json = true;
     } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
       O.sections = parse_sections(argv[++i]);
+    } else if (strcmp(argv[i], "--profile") == 0 && i + 3 < argc &&
+               argc == 5 && i == 1) {
+      return profile_main(argv[2], argv[3], argv[4]);
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
@@ -1279,6 +1567,11 @@ int main(int argc, char **argv) {
     bench_admission();
   if (O.sections & SEC_MEMORY)
     bench_memory();
+  if (O.sections & SEC_FEATURES) {
+    feat_setup();
+    bench_features();
+    feat_teardown();
+  }
 
   /* Every call the manager ran ended ok, was counted once, and nothing is
    * left reserved. */
