@@ -106,7 +106,7 @@ static int check_specs(const toolcall_manager_t *m,
       return toolcall__fail(err, UV_E2BIG, i,
                             "call %zu: arguments are longer than %zu bytes", i,
                             m->max_argument_bytes);
-    if (!toolcall__utf8_valid(in->args, in->args_len))
+    if (c->arguments != NULL && !toolcall__utf8_valid(in->args, in->args_len))
       return toolcall__fail(err, UV_EILSEQ, i,
                             "call %zu: arguments are not valid UTF-8 (or hold "
                             "a NUL byte)",
@@ -291,7 +291,8 @@ static bool arguments_ok(toolcall_call_t *c) {
     if (toolcall__schema_check(c->tool->compiled, c->args, c->args_len, msg,
                                sizeof(msg)))
       return true;
-  } else if (toolcall__json_object_check(c->args, c->args_len, msg,
+  } else if ((c->args_len == 2 && c->args[0] == '{' && c->args[1] == '}') ||
+             toolcall__json_object_check(c->args, c->args_len, msg,
                                          sizeof(msg))) {
     return true;
   }

@@ -444,7 +444,7 @@ static int type_bit(cctx_t *c, const json_t *v, const path_t *p,
 
 static int compile_type(cctx_t *c, node_t *n, const json_t *v,
                         const path_t *p) {
-  unsigned bit;
+  unsigned bit = 0;
   int rc;
   if (!json_is_array(v)) {
     if ((rc = type_bit(c, v, p, &bit)) != 0)

@@ -1,6 +1,8 @@
 /* Byte-level text helpers: UTF-8 checks and hashing. */
 #include "internal.h"
 
+#include <string.h>
+
 /* Well-formed UTF-8 per RFC 3629: no overlong forms, no surrogates, nothing
  * above U+10FFFF. NUL is refused too: every string the library hands on is
  * NUL-terminated, and an embedded NUL would silently cut it short. */
@@ -8,6 +10,18 @@ bool toolcall__utf8_valid(const char *s, size_t len) {
   const unsigned char *p = (const unsigned char *)s;
   const unsigned char *end = p + len;
   while (p < end) {
+    /* Ids, names and most arguments are ASCII: take 8 bytes at a time while
+     * none has its high bit set and none is NUL. */
+    while ((size_t)(end - p) >= 8) {
+      uint64_t w;
+      memcpy(&w, p, 8);
+      const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+      if (((w | ((w - ones) & ~w)) & highs) != 0)
+        break;
+      p += 8;
+    }
+    if (p == end)
+      break;
     unsigned char c = *p;
     if (c >= 0x01 && c < 0x80) {
       p++;
