@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 toolcall_install_deps
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target parallel_demo
-./build/examples/parallel_demo "$@"
+cmake --build build -j"$(nproc)" --target agent_demo
+./build/examples/agent_demo "$@"
