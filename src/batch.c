@@ -44,7 +44,7 @@ static int find_duplicate_id(const spec_info_t *info, size_t n, size_t *dup) {
   int rc = 0;
   size_t mask = nslots - 1;
   for (size_t i = 0; i < n && rc == 0; i++) {
-    size_t s = toolcall__hash(info[i].id, info[i].id_len) & mask;
+    size_t s = toolcall__hash_key(info[i].id, info[i].id_len) & mask;
     for (; slots[s] != 0; s = (s + 1) & mask) {
       size_t j = slots[s] - 1;
       if (info[j].id_len == info[i].id_len &&
@@ -375,6 +375,9 @@ static int batch_start(toolcall_manager_t *m, const toolcall_call_spec_t *calls,
   b->calls = (toolcall_call_t *)((char *)b + head_size);
   char *p = (char *)b->calls + calls_size;
   size_t wanted = 0, timed = 0;
+  const toolcall__tool_t *last_tool = NULL;
+  const char *last_name = NULL;
+  size_t last_len = 0;
   for (size_t i = 0; i < n; i++) {
     toolcall_call_t *c = &b->calls[i];
     const toolcall_call_spec_t *spec = SPEC(calls, stride, i);
@@ -395,7 +398,15 @@ static int batch_start(toolcall_manager_t *m, const toolcall_call_spec_t *calls,
     *p++ = '\0';
     c->r.output = empty_output;
     atomic_init(&c->completed, TOOLCALL__OPEN);
-    c->tool = toolcall__registry_find(m->registry, c->r.tool, in->name_len);
+    /* Parallel calls are often to one tool: look a name up once per run
+     * of equal names. */
+    if (last_name == NULL || in->name_len != last_len ||
+        memcmp(last_name, c->r.tool, last_len) != 0) {
+      last_tool = toolcall__registry_find(m->registry, c->r.tool, in->name_len);
+      last_name = c->r.tool;
+      last_len = in->name_len;
+    }
+    c->tool = last_tool;
     if (c->tool == NULL)
       continue; /* unknown: its message is written below */
     if (decisions != NULL && !decisions[i].approved)

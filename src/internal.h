@@ -34,6 +34,7 @@ bool toolcall__utf8_valid(const char *s, size_t len);
  * split a UTF-8 sequence. */
 size_t toolcall__utf8_prefix(const char *s, size_t len, size_t max);
 uint32_t toolcall__hash(const char *s, size_t len);
+uint32_t toolcall__hash_key(const char *s, size_t len);
 
 /* ---- JSON syntax (json.c) ---- */
 /* True if text[0..len) is exactly one JSON object; otherwise false, with a

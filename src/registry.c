@@ -60,7 +60,7 @@ const toolcall__tool_t *toolcall__registry_find(const toolcall_registry_t *reg,
   if (reg->nslots == 0 || len == 0 || len > TOOLCALL_NAME_MAX)
     return NULL;
   size_t mask = reg->nslots - 1;
-  for (size_t i = toolcall__hash(name, len) & mask;; i = (i + 1) & mask) {
+  for (size_t i = toolcall__hash_key(name, len) & mask;; i = (i + 1) & mask) {
     uint32_t slot = reg->slots[i];
     if (slot == 0)
       return NULL;
@@ -73,7 +73,7 @@ const toolcall__tool_t *toolcall__registry_find(const toolcall_registry_t *reg,
 static void slots_insert(uint32_t *slots, size_t nslots,
                          const toolcall__tool_t *t, uint32_t index) {
   size_t mask = nslots - 1;
-  size_t i = toolcall__hash(t->name, t->name_len) & mask;
+  size_t i = toolcall__hash_key(t->name, t->name_len) & mask;
   while (slots[i] != 0)
     i = (i + 1) & mask;
   slots[i] = index + 1;

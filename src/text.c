@@ -76,3 +76,27 @@ uint32_t toolcall__hash(const char *s, size_t len) {
   }
   return h;
 }
+
+/* For the in-memory tables (duplicate ids, tool lookup): 8 bytes a step,
+ * so that an id costs a few multiplies rather than one per byte. Not for
+ * anything written out: it depends on the byte order. */
+uint32_t toolcall__hash_key(const char *s, size_t len) {
+  const uint64_t k = 0xff51afd7ed558ccdu;
+  uint64_t h = 0x9E3779B97F4A7C15u ^ len;
+  while (len >= 8) {
+    uint64_t w;
+    memcpy(&w, s, 8);
+    h = (h ^ w) * k;
+    h ^= h >> 32;
+    s += 8;
+    len -= 8;
+  }
+  uint64_t w = 0;
+  for (size_t i = 0; i < len; i++)
+    w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+  h = (h ^ w) * k;
+  h ^= h >> 29;
+  h *= k;
+  h ^= h >> 32;
+  return (uint32_t)h;
+}
