@@ -3,11 +3,14 @@
  * a host project would (pkg-config or find_package). It checks that the
  * header and the library agree, runs one batch with one worker tool on its
  * own loop, checks the result and the ledger, closes everything and prints
- * "ok".
+ * "ok". The call comes out of an OpenAI response body and the result goes
+ * back as OpenAI messages, so the wire header and jansson (a private
+ * dependency, pulled in by the static link) are checked too.
  *
  * SPDX-License-Identifier: MIT
  */
 #include <toolcall.h>
+#include <toolcall_wire.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +65,13 @@ static void on_batch(toolcall_batch_t *batch, int status) {
                                  &shouts) == 0 &&
           shouts == 1);
 
+  char *json = NULL;
+  REQUIRE(toolcall_wire_write_results(TOOLCALL_WIRE_OPENAI_CHAT, batch, &json,
+                                      NULL, NULL) == 0);
+  REQUIRE(strcmp(json, "[{\"role\":\"tool\",\"tool_call_id\":\"call_1\","
+                       "\"content\":\"{\\\"TEXT\\\":\\\"HI\\\"}\"}]") == 0);
+  toolcall_wire_free(json);
+
   batch_seen = 1;
   toolcall_batch_free(batch);
   REQUIRE(toolcall_manager_close(manager, on_closed) == 0);
@@ -93,13 +103,25 @@ int main(void) {
   toolcall_manager_t *manager = NULL;
   REQUIRE(toolcall_manager_new(&manager, &loop, &opts) == 0);
 
-  toolcall_call_spec_t call;
-  memset(&call, 0, sizeof(call));
-  call.id = "call_1";
-  call.name = "shout";
-  call.arguments = "{\"text\":\"hi\"}";
-  REQUIRE(toolcall_batch_submit(manager, &call, 1, NULL, on_batch, NULL, NULL,
+  static const char body[] =
+      "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+      "\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":"
+      "\"function\",\"function\":{\"name\":\"shout\",\"arguments\":"
+      "\"{\\\"text\\\":\\\"hi\\\"}\"}}]},\"finish_reason\":\"tool_calls\"}],"
+      "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":5}}";
+  toolcall_wire_response_t *resp = NULL;
+  REQUIRE(toolcall_wire_parse(TOOLCALL_WIRE_OPENAI_CHAT, body,
+                              sizeof(body) - 1, &resp, NULL) == 0);
+  toolcall_usage_t usage;
+  REQUIRE(toolcall_wire_usage(resp, &usage) == 0);
+  REQUIRE(usage.requests == 1 && usage.input_tokens == 12 &&
+          usage.output_tokens == 5);
+  size_t ncalls = 0;
+  const toolcall_call_spec_t *calls = toolcall_wire_calls(resp, &ncalls);
+  REQUIRE(ncalls == 1 && strcmp(calls[0].name, "shout") == 0);
+  REQUIRE(toolcall_batch_submit(manager, calls, 1, NULL, on_batch, NULL, NULL,
                                 NULL) == 0);
+  toolcall_wire_response_free(resp); /* submit copied the call */
 
   REQUIRE(uv_run(&loop, UV_RUN_DEFAULT) == 0);
   REQUIRE(batch_seen && manager_closed);
