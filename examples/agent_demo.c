@@ -1229,7 +1229,10 @@ static json_t *load_script(demo_t *d, const char *format_name,
                            const char *path, char *buf, size_t cap) {
   if (format_name != NULL &&
       toolcall_wire_format_from_name(format_name, &d->format) != 0) {
-    fprintf(stderr, "agent_demo: unknown format '%s'\n", format_name);
+    fprintf(stderr,
+            "agent_demo: unknown format '%s' (want openai, responses, "
+            "anthropic or gemini; see --help)\n",
+            format_name);
     return NULL;
   }
   if (path == NULL) {
@@ -1241,7 +1244,10 @@ static json_t *load_script(demo_t *d, const char *format_name,
   json_error_t jerr;
   json_t *script = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
   if (script == NULL) {
-    fprintf(stderr, "agent_demo: %s:%d: %s\n", path, jerr.line, jerr.text);
+    if (jerr.line > 0) /* a syntax error; else the file could not be read */
+      fprintf(stderr, "agent_demo: %s:%d: %s\n", path, jerr.line, jerr.text);
+    else
+      fprintf(stderr, "agent_demo: %s\n", jerr.text);
     return NULL;
   }
   const char *sf = json_string_value(json_object_get(script, "format"));
@@ -1254,8 +1260,8 @@ static json_t *load_script(demo_t *d, const char *format_name,
     if (format_name == NULL)
       d->format = script_format;
     else if (script_format != d->format) {
-      fprintf(stderr, "agent_demo: %s is a %s script, not %s\n", path, sf,
-              format_name);
+      fprintf(stderr, "agent_demo: %s is a script for %s, not for %s\n",
+              path, sf, format_name);
       return json_decref(script), NULL;
     }
   }
@@ -1353,8 +1359,13 @@ int main(int argc, char **argv) {
       d.full = true;
     else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
       usage_exit(argv[0], EXIT_SUCCESS);
-    else
+    else {
+      if (strcmp(argv[i], "--format") == 0 || strcmp(argv[i], "--script") == 0)
+        fprintf(stderr, "agent_demo: %s needs a value\n", argv[i]);
+      else
+        fprintf(stderr, "agent_demo: unknown argument '%s'\n", argv[i]);
       usage_exit(argv[0], 2);
+    }
   }
   d.tty = isatty(STDOUT_FILENO) != 0;
   /* Seed jansson's hash before worker threads build objects (see jansson's

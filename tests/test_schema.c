@@ -896,6 +896,73 @@ static void test_schema_alloc_failures(void **state) {
   assert_int_equal(toolcall_replace_allocator(malloc, realloc, calloc, free), 0);
 }
 
+/* ---- registration ------------------------------------------------------ */
+
+static void nop_tool(toolcall_call_t *call, void *data) {
+  (void)data;
+  toolcall_call_complete(call, TOOLCALL_OK, NULL, 0);
+}
+
+/* A schema the validator cannot compile is refused when the tool is
+ * registered, with a message naming the tool, the place and the reason;
+ * the registry is left as it was. */
+static void test_schema_registration_refused(void **state) {
+  (void)state;
+  static const struct {
+    const char *schema;
+    const char *message;
+  } cases[] = {
+      {"{\"type\": \"text\"}",
+       "tool 'lookup': schema: $.type: unknown type 'text'"},
+      {"{\"properties\": {\"q\": {\"pattern\": \"(\"}}}",
+       "tool 'lookup': schema: $.properties.q.pattern: invalid regular "
+       "expression: "},
+      {"{\"properties\": {\"q\": {\"$ref\": \"#/$defs/nope\"}}}",
+       "tool 'lookup': schema: $.properties.q[\"$ref\"]: no definition "
+       "'#/$defs/nope' in the schema"},
+      {"{\"if\": {\"type\": \"object\"}}",
+       "tool 'lookup': schema: $: unsupported keyword 'if'"},
+      {"{\"minLength\": -1}",
+       "tool 'lookup': schema: $.minLength: must be a non-negative integer"},
+      {"{\"type\": \"object\",", "tool 'lookup': schema: invalid JSON at line 1"},
+      {"{\"$defs\": {\"a\": {\"$ref\": \"#/$defs/a\"}}}",
+       "tool 'lookup': schema: $ref '#/$defs/a' leads back to itself"},
+  };
+  toolcall_registry_t *reg;
+  assert_int_equal(toolcall_registry_new(&reg), 0);
+  toolcall_tool_t def;
+  toolcall_tool_init(&def);
+  def.name = "first";
+  def.fn = nop_tool;
+  def.schema = "{\"type\": \"object\", \"required\": [\"q\"]}";
+  assert_int_equal(toolcall_registry_add(reg, &def, NULL), 0);
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    toolcall_tool_t bad;
+    toolcall_tool_init(&bad);
+    bad.name = "lookup";
+    bad.fn = nop_tool;
+    bad.schema = cases[i].schema;
+    toolcall_error_t err;
+    memset(&err, 0, sizeof(err));
+    int rc = toolcall_registry_add(reg, &bad, &err);
+    if (rc != UV_EINVAL)
+      fail_msg("%s: registered (%d)", cases[i].schema, rc);
+    assert_int_equal(err.code, UV_EINVAL);
+    if (strncmp(err.message, cases[i].message, strlen(cases[i].message)) != 0)
+      fail_msg("%s: message '%s', want '%s...'", cases[i].schema, err.message,
+               cases[i].message);
+    assert_int_equal(toolcall_registry_count(reg), 1);
+  }
+  /* the name stays free: the same tool with a schema that compiles */
+  def.name = "lookup";
+  def.schema = "{\"type\": \"object\", \"properties\": {\"q\": {\"type\": "
+               "[\"string\", \"null\"], \"pattern\": \"^[a-z]+$\"}}}";
+  assert_int_equal(toolcall_registry_add(reg, &def, NULL), 0);
+  assert_int_equal(toolcall_registry_count(reg), 2);
+  assert_string_equal(toolcall_registry_name(reg, 1), "lookup");
+  toolcall_registry_free(reg);
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 typedef struct {
@@ -984,6 +1051,7 @@ int main(void) {
       cmocka_unit_test(test_schema_message_truncation),
       cmocka_unit_test(test_schema_null_arguments),
       cmocka_unit_test(test_schema_alloc_failures),
+      cmocka_unit_test(test_schema_registration_refused),
       cmocka_unit_test(test_schema_concurrent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

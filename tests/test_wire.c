@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -445,16 +446,29 @@ static void test_wire_truncated(void **state) {
       if (rc != UV_EINVAL)
         fail_msg("%s cut at %zu: %d", name, cut, rc);
       assert_null(r);
+      /* a clear error for the body: the format, and where the JSON broke */
+      char want[64];
+      snprintf(want, sizeof(want), "%s: invalid JSON at line ",
+               toolcall_wire_format_name(formats[fi]));
+      if (strncmp(err.message, want, strlen(want)) != 0)
+        fail_msg("%s cut at %zu: '%s'", name, cut, err.message);
     }
     free(body);
   }
-  size_t len;
-  char *body = read_file("anthropic_truncated.json", &len);
-  toolcall_error_t err;
-  assert_int_equal(parse_fails(TOOLCALL_WIRE_ANTHROPIC, body, len, &err),
-                   UV_EINVAL);
-  assert_contains(err.message, "anthropic: invalid JSON at line ");
-  free(body);
+  /* A body cut off in the middle of a call, one per format. */
+  for (int fi = 0; fi < N_FORMATS; fi++) {
+    char name[128];
+    size_t len;
+    snprintf(name, sizeof(name), "%s_truncated.json", prefixes[fi]);
+    char *body = read_file(name, &len);
+    toolcall_error_t err;
+    assert_int_equal(parse_fails(formats[fi], body, len, &err), UV_EINVAL);
+    char want[64];
+    snprintf(want, sizeof(want), "%s: invalid JSON at line ",
+             toolcall_wire_format_name(formats[fi]));
+    assert_contains(err.message, want);
+    free(body);
+  }
 }
 
 static void test_wire_wrong_shapes(void **state) {
@@ -1171,31 +1185,42 @@ static void test_wire_roundtrip_anthropic(void **state) {
 static void test_wire_roundtrip_gemini(void **state) { roundtrip(*state, 3); }
 
 /* The whole turn as a host runs it: admit, parse, count the usage, run the
- * calls. Only the host's commit counts tokens. */
+ * calls. Only the host's commit counts tokens: one request per response,
+ * its tokens as the format maps them. */
 static void test_wire_roundtrip_usage(void **state) {
   rt_t *t = *state;
   toolcall_ledger_t *ledger = toolcall_manager_ledger(t->m);
   toolcall_snapshot_t s;
-  assert_int_equal(toolcall_ledger_admit_request(ledger, NULL), 0);
-  toolcall_wire_response_t *r =
-      parse_file(TOOLCALL_WIRE_ANTHROPIC, "anthropic_parallel.json");
-  assert_int_equal(toolcall_ledger_snapshot(ledger, &s), 0);
-  assert_int_equal(s.usage.requests, 0);
-  assert_int_equal(s.usage.input_tokens, 0);
-  toolcall_usage_t u;
-  assert_int_equal(toolcall_wire_usage(r, &u), 0);
-  assert_int_equal(toolcall_ledger_commit_request(ledger, &u, NULL), 0);
-  toolcall_batch_t *b = rt_run(t, r);
-  toolcall_batch_free(b);
-  toolcall_wire_response_free(r);
-  assert_int_equal(toolcall_ledger_snapshot(ledger, &s), 0);
-  assert_int_equal(s.usage.requests, 1);
-  assert_int_equal(s.usage.input_tokens, 4672);
-  assert_int_equal(s.usage.output_tokens, 165);
-  assert_int_equal(s.usage.cache_read_tokens, 3000);
-  assert_int_equal(s.usage.cache_write_tokens, 1200);
-  assert_int_equal(s.dispatched, 3);
-  assert_int_equal(s.tool_calls, 2);
+  /* per format: input, output, cache read, cache write of *_parallel */
+  static const uint64_t want[N_FORMATS][4] = {{1117, 89, 1024, 0},
+                                              {2048, 312, 1536, 0},
+                                              {4672, 165, 3000, 1200},
+                                              {1450, 280, 1024, 0}};
+  uint64_t sum[4] = {0, 0, 0, 0};
+  for (int fi = 0; fi < N_FORMATS; fi++) {
+    assert_int_equal(toolcall_ledger_admit_request(ledger, NULL), 0);
+    toolcall_wire_response_t *r = parse_fixture(fi, "parallel");
+    assert_int_equal(toolcall_ledger_snapshot(ledger, &s), 0);
+    assert_int_equal(s.usage.requests, (uint64_t)fi); /* parsing counts 0 */
+    assert_int_equal(s.usage.input_tokens, sum[0]);
+    toolcall_usage_t u;
+    assert_int_equal(toolcall_wire_usage(r, &u), 0);
+    assert_int_equal(toolcall_ledger_commit_request(ledger, &u, NULL), 0);
+    toolcall_batch_t *b = rt_run(t, r);
+    toolcall_batch_free(b);
+    toolcall_wire_response_free(r);
+    for (int k = 0; k < 4; k++)
+      sum[k] += want[fi][k];
+    assert_int_equal(toolcall_ledger_snapshot(ledger, &s), 0);
+    assert_int_equal(s.usage.requests, (uint64_t)fi + 1);
+    assert_int_equal(s.usage.input_tokens, sum[0]);
+    assert_int_equal(s.usage.output_tokens, sum[1]);
+    assert_int_equal(s.usage.cache_read_tokens, sum[2]);
+    assert_int_equal(s.usage.cache_write_tokens, sum[3]);
+    assert_int_equal(s.reserved_requests, 0);
+    assert_int_equal(s.dispatched, 3 * ((uint64_t)fi + 1));
+    assert_int_equal(s.tool_calls, 2 * ((uint64_t)fi + 1));
+  }
 }
 
 /* Output that is not UTF-8 is repaired; a NUL byte is escaped. */
@@ -1255,6 +1280,720 @@ static void test_wire_results_raw_output(void **state) {
   }
   toolcall_batch_free(b);
   toolcall_wire_response_free(r);
+}
+
+/* ---- every status, written for the model ---- */
+
+/* A response body in format f holding n calls {id (NULL: none), name,
+ * arguments as JSON text}, built with jansson in the provider's shape. */
+typedef struct {
+  const char *id;
+  const char *name;
+  const char *args;
+} mk_call_t;
+
+static char *make_body(toolcall_wire_format_t f, const mk_call_t *calls,
+                       size_t n) {
+  json_t *list = json_array();
+  assert_non_null(list);
+  for (size_t i = 0; i < n; i++) {
+    json_t *args = json_loads(calls[i].args, 0, NULL);
+    assert_non_null(args);
+    json_t *e;
+    switch (f) {
+    case TOOLCALL_WIRE_OPENAI_CHAT:
+      e = json_pack("{s:s?, s:s, s:{s:s, s:s}}", "id", calls[i].id, "type",
+                    "function", "function", "name", calls[i].name,
+                    "arguments", calls[i].args);
+      json_decref(args);
+      break;
+    case TOOLCALL_WIRE_OPENAI_RESPONSES:
+      e = json_pack("{s:s, s:s?, s:s, s:s, s:s}", "type", "function_call",
+                    "call_id", calls[i].id, "name", calls[i].name, "arguments",
+                    calls[i].args, "status", "completed");
+      json_decref(args);
+      break;
+    case TOOLCALL_WIRE_ANTHROPIC:
+      e = json_pack("{s:s, s:s?, s:s, s:o}", "type", "tool_use", "id",
+                    calls[i].id, "name", calls[i].name, "input", args);
+      break;
+    default:
+      e = json_pack("{s:{s:s, s:o, s:s?}}", "functionCall", "name",
+                    calls[i].name, "args", args, "id", calls[i].id);
+      break;
+    }
+    assert_non_null(e);
+    assert_int_equal(json_array_append_new(list, e), 0);
+  }
+  json_t *root;
+  switch (f) {
+  case TOOLCALL_WIRE_OPENAI_CHAT:
+    root = json_pack("{s:[{s:i, s:{s:s, s:n, s:o}, s:s}], s:{s:i, s:i}}",
+                     "choices", "index", 0, "message", "role", "assistant",
+                     "content", "tool_calls", list, "finish_reason",
+                     "tool_calls", "usage", "prompt_tokens", 10,
+                     "completion_tokens", 5);
+    break;
+  case TOOLCALL_WIRE_OPENAI_RESPONSES:
+    root = json_pack("{s:s, s:o, s:{s:i, s:i}}", "object", "response",
+                     "output", list, "usage", "input_tokens", 10,
+                     "output_tokens", 5);
+    break;
+  case TOOLCALL_WIRE_ANTHROPIC:
+    root = json_pack("{s:s, s:s, s:o, s:s, s:{s:i, s:i}}", "type", "message",
+                     "role", "assistant", "content", list, "stop_reason",
+                     "tool_use", "usage", "input_tokens", 10, "output_tokens",
+                     5);
+    break;
+  default:
+    root = json_pack("{s:[{s:{s:o, s:s}, s:s}], s:{s:i, s:i}}", "candidates",
+                     "content", "parts", list, "role", "model",
+                     "finishReason", "STOP", "usageMetadata",
+                     "promptTokenCount", 10, "candidatesTokenCount", 5);
+    break;
+  }
+  assert_non_null(root);
+  char *text = json_dumps(root, JSON_COMPACT);
+  assert_non_null(text);
+  json_decref(root);
+  return text;
+}
+
+static toolcall_wire_response_t *parse_made(toolcall_wire_format_t f,
+                                            const mk_call_t *calls, size_t n) {
+  char *body = make_body(f, calls, n);
+  toolcall_wire_response_t *r = NULL;
+  toolcall_error_t err;
+  if (toolcall_wire_parse(f, body, strlen(body), &r, &err) != 0)
+    fail_msg("%s: %s", body, err.message);
+  free(body);
+  size_t got;
+  toolcall_wire_calls(r, &got);
+  assert_int_equal(got, n);
+  return r;
+}
+
+typedef struct {
+  uv_loop_t loop;
+  toolcall_registry_t *reg;
+  toolcall_manager_t *m;
+  toolcall_batch_t *batch;
+  int batch_status;
+  int batch_cb_runs;
+  int close_cb_runs;
+  atomic_int runs;        /* tool bodies entered */
+  atomic_int cancel_runs; /* cancel functions called */
+} st_t;
+
+static void st_counting_tool(toolcall_call_t *call, void *data) {
+  st_t *t = data;
+  atomic_fetch_add(&t->runs, 1);
+  toolcall_call_complete(call, TOOLCALL_OK, "done", 0);
+}
+
+/* Loop tool that never completes by itself: a timeout or a cancel ends it. */
+static void st_hang(toolcall_call_t *call, void *data) {
+  st_t *t = data;
+  atomic_fetch_add(&t->runs, 1);
+  (void)call;
+}
+
+static void st_hang_cancel(toolcall_call_t *call, void *data) {
+  st_t *t = data;
+  atomic_fetch_add(&t->cancel_runs, 1);
+  /* the call already ended: this result is discarded */
+  assert_int_equal(toolcall_call_complete(call, TOOLCALL_OK, "late", 0),
+                   UV_ECANCELED);
+}
+
+static void st_on_batch(toolcall_batch_t *b, int status) {
+  st_t *t = toolcall_batch_data(b);
+  t->batch_cb_runs++;
+  t->batch_status = status;
+  t->batch = b;
+}
+
+static void st_on_close(toolcall_manager_t *m) {
+  st_t *t = toolcall_manager_data(m);
+  t->close_cb_runs++;
+}
+
+static void st_add(st_t *t, const char *name, const char *schema,
+                   toolcall_tool_kind_t kind, toolcall_tool_fn fn,
+                   unsigned flags) {
+  toolcall_tool_t def;
+  toolcall_tool_init(&def);
+  def.name = name;
+  def.description = "test tool";
+  def.schema = schema;
+  def.kind = kind;
+  def.fn = fn;
+  def.data = t;
+  def.flags = flags;
+  if (kind == TOOLCALL_TOOL_LOOP && fn == st_hang)
+    def.cancel = st_hang_cancel;
+  toolcall_error_t err;
+  if (toolcall_registry_add(t->reg, &def, &err) != 0)
+    fail_msg("add %s: %s", name, err.message);
+}
+
+static void st_open(st_t *t) {
+  memset(t, 0, sizeof(*t));
+  atomic_init(&t->runs, 0);
+  atomic_init(&t->cancel_runs, 0);
+  assert_int_equal(uv_loop_init(&t->loop), 0);
+  assert_int_equal(toolcall_registry_new(&t->reg), 0);
+}
+
+static void st_start(st_t *t) {
+  toolcall_manager_options_t opts;
+  toolcall_manager_options_init(&opts);
+  opts.registry = t->reg;
+  opts.data = t;
+  assert_int_equal(toolcall_manager_new(&t->m, &t->loop, &opts), 0);
+}
+
+static void st_close(st_t *t) {
+  assert_int_equal(toolcall_manager_close(t->m, st_on_close), 0);
+  assert_int_equal(uv_run(&t->loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(t->close_cb_runs, 1);
+  assert_int_equal(uv_loop_close(&t->loop), 0);
+  toolcall_registry_free(t->reg);
+}
+
+/* Run the batch of r to its end; returns it (the caller frees it). */
+static toolcall_batch_t *st_run(st_t *t, const toolcall_wire_response_t *r,
+                                const toolcall_batch_options_t *opts,
+                                bool cancel, int want_status) {
+  size_t n;
+  const toolcall_call_spec_t *c = toolcall_wire_calls(r, &n);
+  toolcall_error_t err;
+  toolcall_batch_t *b = NULL;
+  int runs = t->batch_cb_runs;
+  if (toolcall_batch_submit(t->m, c, n, opts, st_on_batch, t, &b, &err) != 0)
+    fail_msg("submit: %s", err.message);
+  if (cancel)
+    assert_int_equal(toolcall_batch_cancel(b), 0);
+  assert_int_equal(uv_run(&t->loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(t->batch_cb_runs, runs + 1);
+  assert_ptr_equal(t->batch, b);
+  assert_int_equal(t->batch_status, want_status);
+  assert_int_equal(toolcall_batch_size(b), n);
+  return b;
+}
+
+/* Every status a call can end with reaches the model as readable text, in
+ * every format: ok, tool_error, retry, unknown_tool, timed_out, rejected and
+ * deferred in one batch; cancelled in a cancelled batch; denied in a
+ * resumed one. */
+static void test_wire_results_every_status(void **state) {
+  (void)state;
+  st_t t;
+  st_open(&t);
+  st_add(&t, "get_weather", NULL, TOOLCALL_TOOL_WORKER, st_counting_tool, 0);
+  st_add(&t, "get_time", NULL, TOOLCALL_TOOL_LOOP, tool_time, 0);
+  st_add(&t, "hang", NULL, TOOLCALL_TOOL_LOOP, st_hang, 0);
+  st_add(&t, "delete_file", NULL, TOOLCALL_TOOL_WORKER, st_counting_tool,
+         TOOLCALL_TOOL_REQUIRES_APPROVAL);
+  st_add(&t, "limited", NULL, TOOLCALL_TOOL_WORKER, st_counting_tool, 0);
+  st_start(&t);
+  assert_int_equal(
+      toolcall_ledger_set_tool_limit(toolcall_manager_ledger(t.m), "limited",
+                                     0),
+      0);
+  toolcall_batch_options_t partial;
+  toolcall_batch_options_init(&partial);
+  partial.limit_policy = TOOLCALL_POLICY_PARTIAL;
+
+  static const mk_call_t mixed[] = {
+      {"call_ok", "get_weather", "{\"location\":\"Paris\"}"},
+      {"call_err", "get_time", "{}"},
+      {"call_retry", "get_weather", "[1,2]"},
+      {"call_unknown", "get_wether", "{}"},
+      {"call_slow", "hang", "{}"},
+      {"call_defer", "delete_file", "{\"path\":\"/tmp/x\"}"},
+      {"call_limit", "limited", "{}"},
+  };
+  static const struct {
+    toolcall_status_t st;
+    const char *text;
+  } want[] = {
+      {TOOLCALL_OK, "done"},
+      {TOOLCALL_TOOL_ERROR, "error: time service unavailable"},
+      {TOOLCALL_RETRY, "error (retry): "},
+      {TOOLCALL_UNKNOWN_TOOL, "error (unknown_tool): "},
+      {TOOLCALL_TIMED_OUT, "error (timed_out): "},
+      {TOOLCALL_DEFERRED, "error (deferred): "},
+      {TOOLCALL_REJECTED, "error (rejected): "},
+  };
+  size_t nmixed = sizeof(mixed) / sizeof(mixed[0]);
+  for (int fi = 0; fi < N_FORMATS; fi++) {
+    toolcall_wire_format_t f = formats[fi];
+    /* Gemini: the calls come without ids, as Gemini sends them */
+    mk_call_t calls[sizeof(mixed) / sizeof(mixed[0])];
+    memcpy(calls, mixed, sizeof(calls));
+    if (f == TOOLCALL_WIRE_GEMINI)
+      for (size_t i = 0; i < nmixed; i++)
+        calls[i].id = NULL;
+    toolcall_wire_response_t *r = parse_made(f, calls, nmixed);
+    size_t n;
+    const toolcall_call_spec_t *c = toolcall_wire_calls(r, &n);
+    /* the timeout is the call's: the host sets it on the spec it got */
+    toolcall_call_spec_t specs[sizeof(mixed) / sizeof(mixed[0])];
+    memcpy(specs, c, sizeof(specs));
+    specs[4].timeout_ms = 1;
+    toolcall_batch_t *b = NULL;
+    toolcall_error_t err;
+    int runs = t.batch_cb_runs;
+    if (toolcall_batch_submit(t.m, specs, n, &partial, st_on_batch, &t, &b,
+                              &err) != 0)
+      fail_msg("submit: %s", err.message);
+    assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(t.batch_cb_runs, runs + 1);
+    assert_int_equal(t.batch_status, 0);
+    for (size_t i = 0; i < n; i++) {
+      assert_string_equal(toolcall_batch_result(b, i)->id, c[i].id);
+      assert_status(b, i, want[i].st, want[i].text);
+    }
+    json_t *root = check_results(f, b);
+    /* the deferred call's text says it waits for approval; the unknown
+     * tool's lists the tools; no text is empty */
+    for (size_t i = 0; i < n; i++)
+      assert_true(toolcall_batch_result(b, i)->status == TOOLCALL_OK ||
+                  strlen(toolcall_batch_result(b, i)->message) > 0);
+    assert_contains(toolcall_batch_result(b, 3)->message, "get_weather");
+    json_decref(root);
+
+    /* denied: the host refuses the deferred call */
+    toolcall_decision_t d;
+    memset(&d, 0, sizeof(d));
+    d.call = c[5];
+    d.approved = 0;
+    d.message = "the user refused to delete /tmp/x";
+    runs = t.batch_cb_runs;
+    toolcall_batch_t *b2 = NULL;
+    if (toolcall_batch_resume(t.m, &d, 1, NULL, st_on_batch, &t, &b2, &err) !=
+        0)
+      fail_msg("resume: %s", err.message);
+    assert_int_equal(uv_run(&t.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(t.batch_cb_runs, runs + 1);
+    assert_int_equal(t.batch_status, 0);
+    assert_string_equal(toolcall_batch_result(b2, 0)->id, c[5].id);
+    assert_status(b2, 0, TOOLCALL_DENIED,
+                  "error (denied): the user refused to delete /tmp/x");
+    json_decref(check_results(f, b2));
+    toolcall_batch_free(b2);
+    toolcall_batch_free(b);
+    toolcall_wire_response_free(r);
+
+    /* cancelled: the host cancels the batch */
+    static const mk_call_t slow[] = {{"call_c1", "hang", "{}"},
+                                     {"call_c2", "hang", "{}"}};
+    memcpy(calls, slow, sizeof(slow));
+    if (f == TOOLCALL_WIRE_GEMINI)
+      calls[0].id = calls[1].id = NULL;
+    r = parse_made(f, calls, 2);
+    b = st_run(&t, r, NULL, true, UV_ECANCELED);
+    assert_status(b, 0, TOOLCALL_CANCELLED, "error (cancelled): ");
+    assert_status(b, 1, TOOLCALL_CANCELLED, "error (cancelled): ");
+    json_decref(check_results(f, b));
+    toolcall_batch_free(b);
+    toolcall_wire_response_free(r);
+  }
+  /* per format: get_weather ok (1), the hanging call (1), maybe the
+   * cancelled ones if they had started; delete_file and limited never ran */
+  assert_true(atomic_load(&t.runs) >= 2 * N_FORMATS);
+  assert_true(atomic_load(&t.runs) <= 4 * N_FORMATS);
+  assert_int_equal(atomic_load(&t.cancel_runs), atomic_load(&t.runs) -
+                                                    N_FORMATS);
+  toolcall_snapshot_t s;
+  assert_int_equal(toolcall_ledger_snapshot(toolcall_manager_ledger(t.m), &s),
+                   0);
+  for (int st = 0; st < TOOLCALL_STATUS_COUNT; st++) {
+    uint64_t w = st == TOOLCALL_CANCELLED ? 2 : 1;
+    if (s.calls[st] != w * N_FORMATS)
+      fail_msg("calls[%s] = %llu, want %llu", toolcall_status_name(st),
+               (unsigned long long)s.calls[st],
+               (unsigned long long)(w * N_FORMATS));
+  }
+  st_close(&t);
+}
+
+/* Arguments that break the tool's schema end as retry with the path and the
+ * rule, and the tool never runs, in every format; the written result
+ * carries the same sentence. */
+static void test_wire_schema_retry(void **state) {
+  (void)state;
+  static const char schema[] =
+      "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\","
+      "\"minLength\":2},\"nights\":{\"type\":\"integer\",\"minimum\":1}},"
+      "\"required\":[\"city\"],\"additionalProperties\":false}";
+  static const mk_call_t bad[] = {
+      {"call_b1", "book_hotel", "{}"},
+      {"call_b2", "book_hotel", "{\"city\":\"Oslo\",\"nights\":0}"},
+      {"call_b3", "book_hotel", "{\"city\":\"Oslo\",\"pet\":\"cat\"}"},
+      {"call_b4", "book_hotel", "{\"city\":\"Z\"}"},
+      {"call_b5", "book_hotel", "{\"city\":[\"Oslo\"]}"},
+  };
+  static const char *const why[] = {
+      "$.city: required property missing",
+      "$.nights: must be at least 1",
+      "$.pet: additional property not allowed",
+      "$.city: must be at least 2 characters long",
+      "$.city: must be a string",
+  };
+  size_t nbad = sizeof(bad) / sizeof(bad[0]);
+  st_t t;
+  st_open(&t);
+  st_add(&t, "book_hotel", schema, TOOLCALL_TOOL_WORKER, st_counting_tool, 0);
+  st_start(&t);
+  for (int fi = 0; fi < N_FORMATS; fi++) {
+    toolcall_wire_format_t f = formats[fi];
+    toolcall_wire_response_t *r = parse_made(f, bad, nbad);
+    toolcall_batch_t *b = st_run(&t, r, NULL, false, 0);
+    assert_int_equal(atomic_load(&t.runs), 0); /* the tool never ran */
+    json_t *root = check_results(f, b);
+    const json_t *list = json_is_array(root)
+                             ? root
+                             : json_object_get(root, f == TOOLCALL_WIRE_GEMINI
+                                                         ? "parts"
+                                                         : "content");
+    for (size_t i = 0; i < nbad; i++) {
+      const toolcall_result_t *res = toolcall_batch_result(b, i);
+      assert_int_equal(res->status, TOOLCALL_RETRY);
+      assert_string_equal(res->message, why[i]);
+      char text[256];
+      snprintf(text, sizeof(text), "error (retry): %s", why[i]);
+      const json_t *e = json_array_get(list, i);
+      const json_t *s;
+      switch (f) {
+      case TOOLCALL_WIRE_OPENAI_CHAT:
+        s = json_object_get(e, "content");
+        break;
+      case TOOLCALL_WIRE_OPENAI_RESPONSES:
+        s = json_object_get(e, "output");
+        break;
+      case TOOLCALL_WIRE_ANTHROPIC:
+        s = json_object_get(e, "content");
+        assert_true(json_is_true(json_object_get(e, "is_error")));
+        break;
+      default:
+        s = json_object_get(
+            json_object_get(json_object_get(e, "functionResponse"),
+                            "response"),
+            "error");
+        break;
+      }
+      assert_string_equal(json_string_value(s), text);
+    }
+    json_decref(root);
+    toolcall_batch_free(b);
+    toolcall_wire_response_free(r);
+  }
+  /* the same tool runs for arguments that fit */
+  static const mk_call_t good[] = {
+      {"call_g1", "book_hotel", "{\"city\":\"Zürich\",\"nights\":2}"}};
+  toolcall_wire_response_t *r = parse_made(TOOLCALL_WIRE_ANTHROPIC, good, 1);
+  toolcall_batch_t *b = st_run(&t, r, NULL, false, 0);
+  assert_status(b, 0, TOOLCALL_OK, "done");
+  assert_int_equal(atomic_load(&t.runs), 1);
+  toolcall_batch_free(b);
+  toolcall_wire_response_free(r);
+  toolcall_snapshot_t s;
+  assert_int_equal(toolcall_ledger_snapshot(toolcall_manager_ledger(t.m), &s),
+                   0);
+  assert_int_equal(s.calls[TOOLCALL_RETRY], nbad * N_FORMATS);
+  assert_int_equal(s.tool_calls, 1);
+  st_close(&t);
+}
+
+static int gem_close_runs;
+
+static void gem_on_batch(toolcall_batch_t *b, int status) {
+  int *runs = toolcall_batch_data(b);
+  assert_int_equal(status, 0);
+  (*runs)++;
+}
+
+static void gem_on_close(toolcall_manager_t *m) {
+  (void)m;
+  gem_close_runs++;
+}
+
+/* Gemini ids: the same body gives the same ids, whatever its spacing;
+ * identical calls in one response still get distinct ids; an id Gemini
+ * sent is kept. */
+static void test_wire_gemini_ids(void **state) {
+  (void)state;
+  static const char a[] =
+      "{\"candidates\":[{\"content\":{\"parts\":["
+      "{\"functionCall\":{\"name\":\"get_time\",\"args\":{\"tz\":\"UTC\"}}},"
+      "{\"functionCall\":{\"name\":\"get_time\",\"args\":{\"tz\":\"UTC\"}}},"
+      "{\"functionCall\":{\"name\":\"get_time\",\"args\":{\"tz\":\"UTC\"},"
+      "\"id\":\"fc-given\"}},"
+      "{\"functionCall\":{\"name\":\"get_time\"}},"
+      "{\"functionCall\":{\"name\":\"get_date\"}}]}}]}";
+  static const char b[] =
+      "{ \"candidates\" : [ { \"content\" : { \"parts\" : [\n"
+      "  { \"functionCall\" : { \"name\" : \"get_time\", \"args\" : { \"tz\" : "
+      "\"UTC\" } } },\n"
+      "  { \"functionCall\" : { \"name\" : \"get_time\", \"args\" : {\"tz\":"
+      "\"UTC\"} } },\n"
+      "  { \"functionCall\" : { \"id\" : \"fc-given\", \"name\" : \"get_time\","
+      " \"args\" : {\"tz\":\"UTC\"} } },\n"
+      "  { \"functionCall\" : { \"name\" : \"get_time\" } },\n"
+      "  { \"functionCall\" : { \"name\" : \"get_date\", \"args\" : null } }\n"
+      "] } } ] }\n";
+  toolcall_wire_response_t *ra = NULL, *ra2 = NULL, *rb = NULL;
+  assert_int_equal(
+      toolcall_wire_parse(TOOLCALL_WIRE_GEMINI, a, strlen(a), &ra, NULL), 0);
+  assert_int_equal(
+      toolcall_wire_parse(TOOLCALL_WIRE_GEMINI, a, strlen(a), &ra2, NULL), 0);
+  assert_int_equal(
+      toolcall_wire_parse(TOOLCALL_WIRE_GEMINI, b, strlen(b), &rb, NULL), 0);
+  size_t na, na2, nb;
+  const toolcall_call_spec_t *ca = toolcall_wire_calls(ra, &na);
+  const toolcall_call_spec_t *ca2 = toolcall_wire_calls(ra2, &na2);
+  const toolcall_call_spec_t *cb = toolcall_wire_calls(rb, &nb);
+  assert_int_equal(na, 5);
+  assert_int_equal(na2, 5);
+  assert_int_equal(nb, 5);
+  for (size_t i = 0; i < na; i++) {
+    assert_string_equal(ca[i].id, ca2[i].id);
+    assert_string_equal(ca[i].id, cb[i].id);
+    if (i == 2)
+      assert_string_equal(ca[i].id, "fc-given");
+    else
+      assert_generated(ca[i].id, i);
+    for (size_t j = 0; j < i; j++)
+      assert_string_not_equal(ca[i].id, ca[j].id);
+  }
+  /* the hash part tells calls apart, not only the index: the two calls
+   * without arguments differ by name alone */
+  assert_string_not_equal(strchr(ca[3].id + strlen(TOOLCALL_WIRE_GENERATED_ID_PREFIX), '_'),
+                          strchr(ca[4].id + strlen(TOOLCALL_WIRE_GENERATED_ID_PREFIX), '_'));
+  /* the same call at the same place gives the same hash */
+  assert_string_equal(strchr(ca[0].id + strlen(TOOLCALL_WIRE_GENERATED_ID_PREFIX), '_'),
+                      strchr(ca[1].id + strlen(TOOLCALL_WIRE_GENERATED_ID_PREFIX), '_'));
+  /* the arguments are in the hash too: the same tool at the same place with
+   * other arguments (a later turn) gets another id */
+  static const char other[] =
+      "{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{"
+      "\"name\":\"get_time\",\"args\":{\"tz\":\"CET\"}}}]}}]}";
+  toolcall_wire_response_t *ro = NULL;
+  assert_int_equal(toolcall_wire_parse(TOOLCALL_WIRE_GEMINI, other,
+                                       strlen(other), &ro, NULL),
+                   0);
+  size_t no;
+  const toolcall_call_spec_t *co = toolcall_wire_calls(ro, &no);
+  assert_int_equal(no, 1);
+  assert_generated(co[0].id, 0);
+  assert_string_not_equal(co[0].id, ca[0].id);
+  toolcall_wire_response_free(ro);
+  /* the ids are accepted by submit as they are: unique, short enough */
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  toolcall_registry_t *reg;
+  assert_int_equal(toolcall_registry_new(&reg), 0);
+  add_tool(reg, "get_time", NULL, NULL, TOOLCALL_TOOL_LOOP, tool_time);
+  toolcall_manager_options_t opts;
+  toolcall_manager_options_init(&opts);
+  opts.registry = reg;
+  toolcall_manager_t *m;
+  assert_int_equal(toolcall_manager_new(&m, &loop, &opts), 0);
+  static int cb_runs;
+  cb_runs = 0;
+  gem_close_runs = 0;
+  toolcall_error_t err;
+  toolcall_batch_t *batch = NULL;
+  assert_int_equal(toolcall_batch_submit(m, ca, na, NULL, gem_on_batch,
+                                         &cb_runs, &batch, &err),
+                   0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(cb_runs, 1);
+  /* written back: the generated ids are left out, Gemini's own kept */
+  char *out;
+  assert_int_equal(toolcall_wire_write_results(TOOLCALL_WIRE_GEMINI, batch,
+                                               &out, NULL, NULL),
+                   0);
+  json_t *root = json_loads(out, 0, NULL);
+  assert_non_null(root);
+  toolcall_wire_free(out);
+  const json_t *parts = json_object_get(root, "parts");
+  assert_int_equal(json_array_size(parts), 5);
+  for (size_t i = 0; i < 5; i++) {
+    const json_t *fr =
+        json_object_get(json_array_get(parts, i), "functionResponse");
+    const json_t *id = json_object_get(fr, "id");
+    if (i == 2)
+      assert_string_equal(json_string_value(id), "fc-given");
+    else
+      assert_null(id);
+    assert_string_equal(json_string_value(json_object_get(fr, "name")),
+                        i == 4 ? "get_date" : "get_time");
+  }
+  json_decref(root);
+  toolcall_batch_free(batch);
+  assert_int_equal(toolcall_manager_close(m, gem_on_close), 0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(gem_close_runs, 1);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  toolcall_registry_free(reg);
+  toolcall_wire_response_free(ra);
+  toolcall_wire_response_free(ra2);
+  toolcall_wire_response_free(rb);
+}
+
+/* The host's turn for a bad body: admit the request, parse, and commit the
+ * usage only if the parse worked (else release). For every kind of bad
+ * input the parse fails with a clear error and the ledger ends exactly as
+ * it began; a good body, in the same turn, does count (so the check can
+ * fail). */
+static int host_turn(toolcall_ledger_t *ledger, toolcall_wire_format_t f,
+                     const char *body, size_t len, toolcall_error_t *err) {
+  assert_int_equal(toolcall_ledger_admit_request(ledger, NULL), 0);
+  toolcall_wire_response_t *r = (toolcall_wire_response_t *)&r;
+  int rc = toolcall_wire_parse(f, body, len, &r, err);
+  if (rc != 0) {
+    assert_null(r);
+    assert_int_equal(toolcall_ledger_release_request(ledger), 0);
+    return rc;
+  }
+  toolcall_usage_t u;
+  if (toolcall_wire_usage(r, &u) == 0)
+    assert_int_equal(toolcall_ledger_commit_request(ledger, &u, NULL), 0);
+  else
+    assert_int_equal(toolcall_ledger_release_request(ledger), 0);
+  toolcall_wire_response_free(r);
+  return 0;
+}
+
+static void test_wire_bad_input_counts_nothing(void **state) {
+  (void)state;
+  toolcall_ledger_t *ledger;
+  assert_int_equal(toolcall_ledger_new(&ledger), 0);
+  toolcall_snapshot_t before, after;
+  assert_int_equal(toolcall_ledger_snapshot(ledger, &before), 0);
+
+  /* every body carries usage, so that a parse that let it through would
+   * show in the ledger */
+  static const char usage[] =
+      "\"usage\":{\"input_tokens\":7,\"output_tokens\":3}";
+  char *big = malloc((size_t)64 * 1024 * 1024);
+  assert_non_null(big);
+  /* 64 MiB */
+  size_t big_len = (size_t)64 * 1024 * 1024;
+  int k = snprintf(big, 128, "{\"content\":[],%s,\"pad\":\"", usage);
+  memset(big + k, 'x', big_len - (size_t)k - 2);
+  memcpy(big + big_len - 2, "\"}", 2);
+  toolcall_error_t err;
+  assert_int_equal(host_turn(ledger, TOOLCALL_WIRE_ANTHROPIC, big, big_len,
+                             &err),
+                   UV_E2BIG);
+  assert_contains(err.message, "anthropic: the body is 67108864 bytes");
+  /* nesting 100,000 deep, in the arguments */
+  enum { DEPTH = 100000 };
+  k = snprintf(big, 256,
+               "{%s,\"content\":[{\"type\":\"tool_use\",\"id\":\"t\","
+               "\"name\":\"f\",\"input\":{\"a\":",
+               usage);
+  memset(big + k, '[', DEPTH);
+  memset(big + k + DEPTH, ']', DEPTH);
+  memcpy(big + k + 2 * DEPTH, "}}]}", 4);
+  assert_int_equal(host_turn(ledger, TOOLCALL_WIRE_ANTHROPIC, big,
+                             (size_t)k + 2 * DEPTH + 4, &err),
+                   UV_EINVAL);
+  assert_contains(err.message, "maximum parsing depth");
+  /* and 100,000 deep in objects, for Gemini */
+  k = snprintf(big, 256,
+               "{\"usageMetadata\":{\"promptTokenCount\":7},\"candidates\":[{"
+               "\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"f\","
+               "\"args\":");
+  size_t pos = (size_t)k;
+  for (int i = 0; i < DEPTH; i++) {
+    memcpy(big + pos, "{\"a\":", 5);
+    pos += 5;
+  }
+  memcpy(big + pos, "1", 1);
+  pos++;
+  memset(big + pos, '}', DEPTH);
+  pos += DEPTH;
+  memcpy(big + pos, "}}]}}]}", 7);
+  pos += 7;
+  assert_int_equal(host_turn(ledger, TOOLCALL_WIRE_GEMINI, big, pos, &err),
+                   UV_EINVAL);
+  assert_contains(err.message, "gemini: invalid JSON");
+  free(big);
+
+  static const struct {
+    toolcall_wire_format_t f;
+    const char *body;
+    int code;
+    const char *message;
+  } cases[] = {
+      /* invalid UTF-8 */
+      {TOOLCALL_WIRE_OPENAI_CHAT,
+       "{\"choices\":[{\"message\":{\"tool_calls\":[{\"id\":\"c\",\"function\":"
+       "{\"name\":\"f\",\"arguments\":\"{\\\"p\\\":\\\"\xC0\xAF\\\"}\"}}]}}],"
+       "\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3}}",
+       UV_EINVAL, "openai: invalid JSON"},
+      {TOOLCALL_WIRE_OPENAI_RESPONSES,
+       "{\"output\":[{\"type\":\"function_call\",\"call_id\":\"c\",\"name\":"
+       "\"f\xff\",\"arguments\":\"{}\"}],\"usage\":{\"input_tokens\":7}}",
+       UV_EINVAL, "responses: invalid JSON"},
+      {TOOLCALL_WIRE_GEMINI,
+       "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\xED\xA0\x80\"}]"
+       "}}],\"usageMetadata\":{\"promptTokenCount\":7}}",
+       UV_EINVAL, "gemini: invalid JSON"},
+      /* numbers out of range */
+      {TOOLCALL_WIRE_OPENAI_CHAT,
+       "{\"choices\":[{\"message\":{}}],\"usage\":{\"prompt_tokens\":7,"
+       "\"completion_tokens\":18446744073709551616}}",
+       UV_ERANGE, "too big integer"},
+      {TOOLCALL_WIRE_GEMINI,
+       "{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":"
+       "\"f\",\"args\":{\"x\":1e400}}}]}}],\"usageMetadata\":{"
+       "\"promptTokenCount\":7}}",
+       UV_ERANGE, "real number overflow"},
+      {TOOLCALL_WIRE_ANTHROPIC,
+       "{\"content\":[],\"usage\":{\"input_tokens\":7,\"output_tokens\":-3}}",
+       UV_ERANGE, "anthropic: usage.output_tokens is negative (-3)"},
+      {TOOLCALL_WIRE_ANTHROPIC,
+       "{\"content\":[],\"usage\":{\"input_tokens\":18446744073709551615,"
+       "\"output_tokens\":3}}",
+       UV_ERANGE, "too big integer"},
+      /* duplicate keys */
+      {TOOLCALL_WIRE_OPENAI_RESPONSES,
+       "{\"output\":[],\"usage\":{\"input_tokens\":7,\"input_tokens\":70}}",
+       UV_EINVAL, "duplicate object key"},
+      {TOOLCALL_WIRE_ANTHROPIC,
+       "{\"content\":[{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"rm\","
+       "\"input\":{\"path\":\"/tmp/x\",\"path\":\"/\"}}],\"usage\":{"
+       "\"input_tokens\":7}}",
+       UV_EINVAL, "duplicate object key"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    memset(&err, 0, sizeof(err));
+    int rc = host_turn(ledger, cases[i].f, cases[i].body,
+                       strlen(cases[i].body), &err);
+    if (rc != cases[i].code)
+      fail_msg("case %zu: %s (%s)", i, toolcall_err_name(rc), err.message);
+    assert_contains(err.message, cases[i].message);
+    assert_int_equal(err.code, rc);
+  }
+  assert_int_equal(toolcall_ledger_snapshot(ledger, &after), 0);
+  assert_memory_equal(&before, &after, sizeof(before));
+
+  /* the same turn with a good body counts */
+  static const char good[] =
+      "{\"content\":[],\"usage\":{\"input_tokens\":7,\"output_tokens\":3}}";
+  assert_int_equal(
+      host_turn(ledger, TOOLCALL_WIRE_ANTHROPIC, good, strlen(good), &err), 0);
+  assert_int_equal(toolcall_ledger_snapshot(ledger, &after), 0);
+  assert_int_equal(after.usage.requests, 1);
+  assert_int_equal(after.usage.input_tokens, 7);
+  assert_int_equal(after.usage.output_tokens, 3);
+  toolcall_ledger_free(ledger);
 }
 
 /* ---- tool definitions ---- */
@@ -1610,6 +2349,10 @@ int main(void) {
                                       rt_teardown),
       cmocka_unit_test_setup_teardown(test_wire_results_raw_output, rt_setup,
                                       rt_teardown),
+      cmocka_unit_test(test_wire_results_every_status),
+      cmocka_unit_test(test_wire_schema_retry),
+      cmocka_unit_test(test_wire_gemini_ids),
+      cmocka_unit_test(test_wire_bad_input_counts_nothing),
       cmocka_unit_test(test_wire_write_tools),
       cmocka_unit_test(test_wire_write_tools_bad_schema),
       cmocka_unit_test(test_wire_out_of_memory),
