@@ -372,7 +372,7 @@ static void test_dispatch_many_batches(void **state) {
   for (int b = 0; b < B; b++) {
     size_t n = (size_t)b * 7 + 1;
     toolcall_call_spec_t *calls = calloc(n, sizeof(*calls));
-    char(*ids)[16] = calloc(n, sizeof(*ids));
+    char(*ids)[32] = calloc(n, sizeof(*ids));
     for (size_t i = 0; i < n; i++) {
       snprintf(ids[i], sizeof(ids[i]), "%d.%zu", b, i);
       calls[i].id = ids[i];

@@ -120,7 +120,7 @@ static void on_batch(toolcall_batch_t *b, int status) {
 static int run_batch(fx_t *f, const char *tool, size_t n,
                      const toolcall_batch_options_t *opts) {
   toolcall_call_spec_t *calls = calloc(n, sizeof(*calls));
-  char(*ids)[16] = calloc(n, sizeof(*ids));
+  char(*ids)[24] = calloc(n, sizeof(*ids));
   for (size_t i = 0; i < n; i++) {
     snprintf(ids[i], sizeof(ids[i]), "p%zu", i);
     calls[i].id = ids[i];
