@@ -189,6 +189,7 @@ struct toolcall_batch_s {
   bool queued;        /* in the manager's ready queue */
   bool finished;      /* every call settled; the callback is due or ran */
   bool cancelled;
+  uint64_t submit_seq; /* its place in submit order (the ready queue's) */
   toolcall_batch_t *ready_prev, *ready_next; /* ready queue */
   toolcall_batch_t *live_prev, *live_next;   /* batches in flight */
   toolcall_batch_t *due_next; /* finished; the callback runs from on_async */
@@ -234,7 +235,9 @@ struct toolcall_manager_s {
   toolcall_event_cb on_call_start, on_call_end;
   size_t running;           /* started calls whose tools have not returned:
                                the slots held */
-  toolcall_batch_t *ready_head, *ready_tail; /* batches with calls to start */
+  toolcall_batch_t *ready_head, *ready_tail; /* batches with calls to start,
+                                                in submit order */
+  uint64_t submit_count;                     /* batches submitted so far */
   toolcall_batch_t *live_head;               /* batches in flight */
   toolcall_batch_t *due_head, *due_tail;     /* callbacks to run */
   /* Per registered tool, only if some tool has a cap of its own. */

@@ -5,7 +5,8 @@
  * in call order from a cursor, so starting a call is O(1) and nothing ever
  * walks a whole batch per completed call. A batch leaves the queue when it
  * has nothing it may release now (all released, or a barrier), and comes
- * back when one of its calls returns. */
+ * back when one of its calls returns, to its place in submit order: calls
+ * held back by a barrier do not lose their turn to later batches. */
 #include "internal.h"
 
 #include <stdio.h>
@@ -102,15 +103,25 @@ int toolcall__sched_reserve(toolcall_manager_t *m, size_t k) {
 
 /* ---- queues ---- */
 
+/* Insert b in submit order. A new batch goes at the tail at once; a batch
+ * coming back after a barrier walks back past the later batches still
+ * waiting for a slot (once per barrier: see can_release). */
 static void ready_push(toolcall_manager_t *m, toolcall_batch_t *b) {
+  toolcall_batch_t *prev = m->ready_tail;
+  while (prev != NULL && prev->submit_seq > b->submit_seq)
+    prev = prev->ready_prev;
+  toolcall_batch_t *next = prev != NULL ? prev->ready_next : m->ready_head;
   b->queued = true;
-  b->ready_next = NULL;
-  b->ready_prev = m->ready_tail;
-  if (m->ready_tail != NULL)
-    m->ready_tail->ready_next = b;
+  b->ready_prev = prev;
+  b->ready_next = next;
+  if (prev != NULL)
+    prev->ready_next = b;
   else
     m->ready_head = b;
-  m->ready_tail = b;
+  if (next != NULL)
+    next->ready_prev = b;
+  else
+    m->ready_tail = b;
 }
 
 static void ready_remove(toolcall_manager_t *m, toolcall_batch_t *b) {
@@ -215,6 +226,19 @@ static toolcall_call_t *release_next(toolcall_batch_t *b) {
   return NULL;
 }
 
+/* Whether a batch out of the ready queue (held by a barrier) may release a
+ * call now. The batch goes back only then, so its walk back to its place
+ * in submit order happens once per barrier, not once per returned call. */
+static bool can_release(toolcall_batch_t *b) {
+  while (b->cursor < b->n && b->calls[b->cursor].sched != TOOLCALL__WAITING)
+    b->cursor++;
+  if (b->cursor >= b->n || b->seq_running)
+    return false;
+  if (b->calls[b->cursor].tool->flags & TOOLCALL_TOOL_SEQUENTIAL)
+    return b->active == 0;
+  return true;
+}
+
 static bool tool_full(const toolcall_manager_t *m, const toolcall_call_t *c) {
   unsigned cap = c->tool->max_concurrency;
   return cap != 0 && m->tool_running[c->tool->index] >= cap;
@@ -246,6 +270,7 @@ void toolcall__sched_submit(toolcall_batch_t *b) {
     m->live_head->live_prev = b;
   m->live_head = b;
   m->batches_in_flight++;
+  b->submit_seq = ++m->submit_count;
   toolcall__manager_update_ref(m);
   ready_push(m, b);
   toolcall__sched_pump(m);
@@ -378,7 +403,7 @@ void toolcall__call_returned(toolcall_call_t *c) {
   b->active--;
   if (c->tool->flags & TOOLCALL_TOOL_SEQUENTIAL)
     b->seq_running = false;
-  if (!b->queued && !b->finished && !b->cancelled && b->cursor < b->n)
+  if (!b->queued && !b->finished && !b->cancelled && can_release(b))
     ready_push(m, b);
   if (m->tool_running != NULL) {
     uint32_t t = c->tool->index;
