@@ -53,6 +53,7 @@ typedef struct {
   toolcall_status_t status;
   uint64_t duration_ns;
   char *id;
+  char *tool;    /* a copy */
   char *message; /* a copy; NULL if the event's was NULL */
   int consumed;
 } fx_event_t;
@@ -156,7 +157,10 @@ static inline void fx_record_event(const toolcall_event_t *e, int kind) {
   x->status = e->status;
   x->duration_ns = e->duration_ns;
   x->id = fx_strdup(e->id);
+  x->tool = fx_strdup(e->tool);
   x->message = fx_strdup(e->message);
+  if (f->m != NULL && e->manager != f->m)
+    fx_fail(f, "event of call %zu names another manager", e->index);
   if (kind == 0) {
     f->starts++;
     if (e->status != TOOLCALL_OK || e->duration_ns != 0)
@@ -195,6 +199,10 @@ static inline void fx_check_events(fx_t *f, toolcall_batch_t *b) {
     if (x->id == NULL || strcmp(x->id, r->id) != 0)
       fx_fail(f, "event id '%s' for call %zu '%s'", x->id ? x->id : "(null)",
               x->index, r->id);
+    if (x->tool == NULL || strcmp(x->tool, r->tool) != 0)
+      fx_fail(f, "%s event of call %zu: tool '%s', the call's is '%s'",
+              x->kind ? "end" : "start", x->index,
+              x->tool ? x->tool : "(null)", r->tool);
     if (x->kind == 0) {
       nstart[x->index]++;
       start[x->index] = x->seq;
@@ -253,6 +261,8 @@ static inline void fx_on_batch(toolcall_batch_t *b, int status) {
   fx_batch_t *rec = toolcall_batch_data(b);
   fx_t *f = rec->f;
   rec->runs++;
+  if (rec->runs > 1)
+    fx_fail(f, "a batch callback ran %d times", rec->runs);
   rec->status = status;
   rec->seq = fx_tick_seq();
   if (f->in_api)
@@ -579,6 +589,7 @@ static inline void fx_finish(fx_t *f) {
   toolcall_registry_free(f->reg);
   for (size_t i = 0; i < f->nev; i++) {
     free(f->ev[i].id);
+    free(f->ev[i].tool);
     free(f->ev[i].message);
   }
   free(f->ev);
@@ -724,7 +735,8 @@ static inline void fx_calls(toolcall_call_spec_t *calls, char (*ids)[16],
                             size_t n, const char *prefix, const char *tool,
                             const char *args) {
   for (size_t i = 0; i < n; i++) {
-    snprintf(ids[i], sizeof(ids[i]), "%s%zu", prefix, i);
+    int w = snprintf(ids[i], sizeof(ids[i]), "%s%zu", prefix, i);
+    assert_true(w > 0 && (size_t)w < sizeof(ids[i])); /* ids are unique */
     memset(&calls[i], 0, sizeof(calls[i]));
     calls[i].id = ids[i];
     calls[i].name = tool;

@@ -1,14 +1,18 @@
 /* Allocation failures: a counting allocator fails exactly the k-th
  * allocation the library makes; for k = 1, 2, 3, ... a full scenario runs
- * (register tools, a ledger with limits, a run, a manager; a batch with a
- * limit under the partial policy, an unknown tool and a deferred call; the
- * resume of the deferred call; a batch that is cancelled; close; free).
+ * (register tools, a ledger with limits, a run, a manager with a
+ * concurrency cap, a timeout and a tool with a cap of its own; a batch with
+ * a limit under the partial policy, an unknown tool and a deferred call; the
+ * resume of the deferred call; a batch of ten calls (ids checked by hash)
+ * that is cancelled while some run and others wait for a slot; close;
+ * free).
  * Every step either returns UV_ENOMEM, changing and counting nothing (the
  * test then repeats the step, which must now succeed: recovery), or
  * succeeds. After each scenario conservation holds, nothing is reserved,
  * the loop closes with 0 and no library allocation is outstanding (and
  * LeakSanitizer checks the rest in the ASan build). The loop over k stops
- * at the first scenario that never reached its k-th allocation. */
+ * at the first scenario that never reached its k-th allocation, which must
+ * be past every allocation the scenario makes when nothing fails. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -85,11 +89,16 @@ static void check_rc(int rc) {
     atomic_fetch_add(&tool_rc_bad, 1);
 }
 
+/* Worker: ok with "w:<id>"; {"quiet":1}: ok with no output, which
+ * allocates nothing (the workers of the cancelled batch may or may not run
+ * before the cancel: their allocations would make the count vary). */
 static void tool_w(toolcall_call_t *call, void *data) {
   (void)data;
   char out[64];
   snprintf(out, sizeof(out), "w:%s", toolcall_call_id(call));
-  check_rc(toolcall_call_complete(call, TOOLCALL_OK, out, 0));
+  const char *args = toolcall_call_arguments(call, NULL);
+  int quiet = strstr(args, "\"quiet\":1") != NULL;
+  check_rc(toolcall_call_complete(call, TOOLCALL_OK, quiet ? NULL : out, 0));
 }
 
 /* Loop tool: {"hold":1} waits for its cancel fn; else completes at once. */
@@ -178,9 +187,23 @@ static int enomem_steps; /* over all k */
                atomic_load(&fail_at));                                         \
   } while (0)
 
-static int is_one_of(toolcall_status_t s, toolcall_status_t a,
-                     toolcall_status_t b) {
-  return s == a || s == b;
+/* A call whose tool completed: ok with exactly the tool's output, or (the
+ * copy of the output failed) a tool error with a message and no output. */
+static void assert_completed(long k, const toolcall_result_t *r,
+                             const char *want) {
+  if (r->status == TOOLCALL_OK) {
+    assert_non_null(r->output);
+    if (strcmp(r->output, want) != 0 || r->output_len != strlen(want))
+      fail_msg("k=%ld call %s: ok with output '%s' (%zu bytes), want '%s'", k,
+               r->id, r->output, r->output_len, want);
+    assert_null(r->message);
+  } else if (r->status == TOOLCALL_TOOL_ERROR) {
+    assert_non_null(r->message);
+    assert_string_equal(r->output, "");
+  } else {
+    fail_msg("k=%ld call %s: %s (%s)", k, r->id,
+             toolcall_status_name(r->status), r->message ? r->message : "");
+  }
 }
 
 static void assert_conserved(toolcall_ledger_t *l) {
@@ -234,6 +257,7 @@ static int scenario(long k) {
   def.fn = tool_w;
   def.schema = "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":"
                "\"integer\"}},\"required\":[\"n\"]}";
+  def.max_concurrency = 1; /* a cap of its own: per-tool wait lists */
   add_tool(reg, &def);
   toolcall_tool_init(&def);
   def.name = "g";
@@ -261,6 +285,7 @@ static int scenario(long k) {
   o.data = &lp;
   o.limit_policy = TOOLCALL_POLICY_PARTIAL;
   o.timeout_ms = 5000;
+  o.max_concurrency = 5;
   toolcall_manager_t *m = NULL;
   STEP(toolcall_manager_new(&m, &lp.loop, &o), {
     assert_null(m);
@@ -288,14 +313,10 @@ static int scenario(long k) {
   });
   RUN_UNTIL(&lp, r1.runs == 1);
   assert_int_equal(r1.status, 0);
-  for (int i = 0; i < 3; i++) {
-    const toolcall_result_t *r = toolcall_batch_result(r1.batch, (size_t)i);
-    /* ok, or a tool error when the copy of the output failed */
-    if (!is_one_of(r->status, TOOLCALL_OK, TOOLCALL_TOOL_ERROR))
-      fail_msg("k=%ld call %d: %s (%s)", k, i, toolcall_status_name(r->status),
-               r->message ? r->message : "");
-    assert_non_null(r->output);
-  }
+  /* ok, or a tool error when the copy of the output failed */
+  assert_completed(k, toolcall_batch_result(r1.batch, 0), "w:w1");
+  assert_completed(k, toolcall_batch_result(r1.batch, 1), "loop output");
+  assert_completed(k, toolcall_batch_result(r1.batch, 2), "w:s1");
   assert_int_equal(toolcall_batch_result(r1.batch, 3)->status,
                    TOOLCALL_DEFERRED);
   assert_int_equal(toolcall_batch_result(r1.batch, 4)->status,
@@ -327,22 +348,34 @@ static int scenario(long k) {
     assert_int_equal(r2.runs, 0);
   });
   RUN_UNTIL(&lp, r2.runs == 1);
-  assert_true(is_one_of(toolcall_batch_result(r2.batch, 0)->status,
-                        TOOLCALL_OK, TOOLCALL_TOOL_ERROR));
+  assert_completed(k, toolcall_batch_result(r2.batch, 0), "w:g1");
   assert_int_equal(toolcall_batch_result(r2.batch, 1)->status, TOOLCALL_DENIED);
   assert_non_null(toolcall_batch_result(r2.batch, 1)->message);
   assert_int_equal(dispatched(ledger), d0 + 2);
   assert_conserved(ledger);
 
-  /* Batch 3: two loop calls that wait for their cancel fn, and a worker;
-   * cancelled. */
-  toolcall_call_spec_t b3[] = {{"h1", "l", "{\"hold\":1}", 0, 0},
-                               {"w3", "w", "{}", 0, 0},
-                               {"h2", "l", "{\"hold\":1}", 0, 0}};
+  /* Batch 3, ten calls (more than eight: duplicate ids are looked for in
+   * a hash table): two loop calls that wait for their cancel fn, workers,
+   * and two calls of the tool capped at 1. Under the manager's cap of 5,
+   * h1, w3, h2, s3 and w4 start, s4 waits for its tool's slot, w5..w8 for
+   * the manager's; then the batch is cancelled. */
+  static const char q[] = "{\"quiet\":1}";
+  toolcall_call_spec_t b3[] = {
+      {"h1", "l", "{\"hold\":1}", 0, 0},
+      {"w3", "w", q, 0, 0},
+      {"h2", "l", "{\"hold\":1}", 0, 0},
+      {"s3", "s", "{\"n\":3,\"quiet\":1}", 0, 0},
+      {"s4", "s", "{\"n\":4,\"quiet\":1}", 0, 0},
+      {"w4", "w", q, 0, 0},
+      {"w5", "w", q, 0, 0},
+      {"w6", "w", q, 0, 0},
+      {"w7", "w", q, 0, 0},
+      {"w8", "w", q, 0, 0}};
+  enum { N3 = sizeof(b3) / sizeof(b3[0]) };
   rec_t r3 = {0};
   toolcall_batch_t *out3 = NULL;
   d0 = dispatched(ledger);
-  STEP(toolcall_batch_submit(m, b3, 3, NULL, on_batch, &r3, &out3, NULL), {
+  STEP(toolcall_batch_submit(m, b3, N3, NULL, on_batch, &r3, &out3, NULL), {
     assert_int_equal(dispatched(ledger), d0);
     assert_null(out3);
   });
@@ -357,7 +390,15 @@ static int scenario(long k) {
                    TOOLCALL_CANCELLED);
   assert_int_equal(toolcall_batch_result(r3.batch, 2)->status,
                    TOOLCALL_CANCELLED);
-  assert_int_equal(dispatched(ledger), d0 + 3);
+  /* The calls that waited for a slot never ran. */
+  for (size_t i = 4; i < N3; i++) {
+    const toolcall_result_t *r = toolcall_batch_result(r3.batch, i);
+    if (i == 5) /* w4 started: cancelled, or done before the cancel */
+      continue;
+    assert_int_equal(r->status, TOOLCALL_CANCELLED);
+    assert_int_equal(r->duration_ns, 0);
+  }
+  assert_int_equal(dispatched(ledger), d0 + N3);
 
   /* Close, and free everything. */
   assert_int_equal(toolcall_manager_close(m, on_close), 0);
@@ -382,6 +423,10 @@ static int scenario(long k) {
 
 static void test_alloc_every_k(void **state) {
   (void)state;
+  /* The allocations the scenario makes when none fails: every one of them
+   * must be failed in turn. */
+  assert_false(scenario(0));
+  long baseline = atomic_load(&n_allocs);
   long k;
   int last = 1;
   for (k = 1; k < 10000; k++) {
@@ -391,11 +436,16 @@ static void test_alloc_every_k(void **state) {
   }
   assert_false(last); /* ended: the k-th allocation was never reached */
   assert_true(k < 10000);
-  assert_true(k - 1 > 20); /* that many distinct failures were exercised */
+  /* Every allocation of the failure-free scenario was failed once (a
+   * failure adds the allocations of the repeated step, so k can go past). */
+  if (k - 1 < baseline)
+    fail_msg("only %ld of the scenario's %ld allocations were failed", k - 1,
+             baseline);
+  assert_true(baseline > 40);
   assert_true(enomem_steps > 0);
-  print_message("alloc: %ld allocation points failed in turn, %d steps "
-                "returned UV_ENOMEM\n",
-                k - 1, enomem_steps);
+  print_message("alloc: the scenario makes %ld allocations; %ld allocation "
+                "points failed in turn, %d steps returned UV_ENOMEM\n",
+                baseline, k - 1, enomem_steps);
 }
 
 /* The same scenario without failures, twice: it needs the same allocations

@@ -250,24 +250,33 @@ static void test_approval_admission(void **state) {
 }
 
 /* Approved calls get the same argument checks: replaced arguments that are
- * not a JSON object end TOOLCALL_RETRY without running. */
+ * not a JSON object, or break the tool's schema, end TOOLCALL_RETRY without
+ * running; replaced arguments that fit run with those arguments. */
 static void test_approval_bad_arguments(void **state) {
   (void)state;
   ax_t a;
   ax_open(&a, TOOLCALL_POLICY_REJECT_BATCH);
   toolcall_decision_t d[] = {decide("g1", "guarded", "{not json", 1, NULL),
                              decide("g2", "guarded", "[1]", 1, NULL),
-                             decide("g3", "nope", NULL, 1, NULL)};
+                             decide("g3", "nope", NULL, 1, NULL),
+                             decide("g4", "guarded", "{\"x\":\"two\"}", 1, NULL),
+                             decide("g5", "guarded", "{\"x\":5}", 1, NULL)};
   fx_batch_t rec = {0};
-  run_resume(&a.f, &rec, d, 3, NULL);
+  run_resume(&a.f, &rec, d, 5, NULL);
   assert_int_equal(rec.st[0], TOOLCALL_RETRY);
   assert_int_equal(rec.st[1], TOOLCALL_RETRY);
   assert_int_equal(rec.st[2], TOOLCALL_UNKNOWN_TOOL);
+  assert_int_equal(rec.st[3], TOOLCALL_RETRY); /* x must be an integer */
+  assert_non_null(strstr(rec.msg[3], "x"));
+  assert_int_equal(rec.st[4], TOOLCALL_OK);
+  assert_string_equal(rec.out[4], "ok:g5");
   assert_true(rec.has_msg[0]);
-  assert_int_equal(atomic_load(&a.guarded.ran), 0);
+  assert_int_equal(atomic_load(&a.guarded.ran), 1); /* g5 only */
+  assert_string_equal(a.guarded.seen_args[4], "{\"x\":5}");
   fx_batch_done(&rec);
   toolcall_snapshot_t s = fx_snap(&a.f);
-  assert_int_equal(s.calls[TOOLCALL_RETRY], 2);
+  assert_int_equal(s.calls[TOOLCALL_RETRY], 3);
+  assert_int_equal(s.calls[TOOLCALL_OK], 1);
   assert_int_equal(s.reserved_tool_calls, 0);
   fx_assert_conserved(&a.f);
   fx_finish(&a.f);

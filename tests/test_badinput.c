@@ -65,8 +65,9 @@ static void on_batch_done(toolcall_batch_t *batch, int status) {
   fx->batch_cb_calls++;
 }
 
-static void fixture_open_with(fixture_t *fx, size_t max_argument_bytes,
-                              size_t max_batch_calls) {
+static void fixture_open_opts(fixture_t *fx, size_t max_argument_bytes,
+                              size_t max_batch_calls, size_t max_concurrency,
+                              uint64_t timeout_ms) {
   memset(fx, 0, sizeof(*fx));
   atomic_init(&fx->tool_runs, 0);
   assert_int_equal(uv_loop_init(&fx->loop), 0);
@@ -88,7 +89,14 @@ static void fixture_open_with(fixture_t *fx, size_t max_argument_bytes,
     opts.max_argument_bytes = max_argument_bytes;
   if (max_batch_calls != 0)
     opts.max_batch_calls = max_batch_calls;
+  opts.max_concurrency = max_concurrency;
+  opts.timeout_ms = timeout_ms;
   assert_int_equal(toolcall_manager_new(&fx->m, &fx->loop, &opts), 0);
+}
+
+static void fixture_open_with(fixture_t *fx, size_t max_argument_bytes,
+                              size_t max_batch_calls) {
+  fixture_open_opts(fx, max_argument_bytes, max_batch_calls, 0, 0);
 }
 
 static void fixture_open(fixture_t *fx) { fixture_open_with(fx, 0, 0); }
@@ -849,6 +857,41 @@ static void test_badinput_batch_100k(void **state) {
   free(ids);
 }
 
+/* The same 100,000 calls (loop tools) under a concurrency cap of 8 and a
+ * timeout for every call: they all pass through the cap's queue and the
+ * timer heap, and all end ok, in call order. */
+static void test_badinput_batch_100k_capped(void **state) {
+  (void)state;
+  enum { N = 100000 };
+  fixture_t fx;
+  fixture_open_opts(&fx, 0, 0, 8, 600000);
+  toolcall_call_spec_t *calls = calloc(N, sizeof(*calls));
+  char(*ids)[16] = malloc(N * sizeof(*ids));
+  assert_non_null(calls);
+  assert_non_null(ids);
+  for (size_t i = 0; i < N; i++) {
+    snprintf(ids[i], sizeof(ids[i]), "call_%zu", i);
+    calls[i].id = ids[i];
+    calls[i].name = "echo";
+  }
+  run_batch(&fx, calls, N);
+  for (size_t i = 0; i < N; i++) {
+    const toolcall_result_t *r = toolcall_batch_result(fx.batch, i);
+    assert_int_equal(r->status, TOOLCALL_OK);
+    assert_string_equal(r->id, ids[i]);
+    assert_string_equal(r->output, "{}");
+  }
+  toolcall_snapshot_t s;
+  snapshot(&fx, &s);
+  assert_int_equal(s.dispatched, N);
+  assert_int_equal(s.tool_calls, N);
+  assert_int_equal(s.reserved_tool_calls, 0);
+  free_batch(&fx);
+  fixture_close(&fx, 1, N);
+  free(calls);
+  free(ids);
+}
+
 /* An id of 10,000 characters is refused as too long, naming the call. */
 static void test_badinput_id_10k(void **state) {
   (void)state;
@@ -864,6 +907,87 @@ static void test_badinput_id_10k(void **state) {
   assert_nothing_counted(&fx);
   free(id);
   fixture_close(&fx, 0, 0);
+}
+
+/* A tool name of 10,000 characters is an unknown tool; the message quotes
+ * only its start, stays valid UTF-8 and still lists the tools. */
+static void test_badinput_name_10k(void **state) {
+  (void)state;
+  char *name = malloc(10001);
+  assert_non_null(name);
+  memset(name, 'n', 10000);
+  name[10000] = '\0';
+  check_unknown_in_batch(name);
+  /* Two-byte characters, offset by one: a cut must not split one. */
+  name[0] = 'a';
+  for (size_t i = 1; i + 1 < 10000; i += 2)
+    memcpy(&name[i], "\xC3\xA9", 2);
+  name[9999] = 'z';
+  check_unknown_in_batch(name);
+
+  fixture_t fx;
+  fixture_open(&fx);
+  toolcall_call_spec_t call = {"long", name, NULL, 0, 0};
+  run_batch(&fx, &call, 1);
+  const toolcall_result_t *r = toolcall_batch_result(fx.batch, 0);
+  assert_lists_tools(r);
+  assert_true(strlen(r->message) < 1000);
+  assert_string_equal(r->tool, name); /* the name itself is kept whole */
+  free_batch(&fx);
+  fixture_close(&fx, 1, 0);
+  free(name);
+}
+
+/* Ids and tool names are C strings: they end at their first NUL, so an
+ * embedded NUL cuts them (two ids equal up to a NUL are the same id; a
+ * name cut to a tool's name calls that tool). Arguments without a length
+ * also end at the NUL, and what is left is checked as JSON; with a length
+ * that takes the NUL in, they are refused (test_badinput_utf8_arguments). */
+static void test_badinput_embedded_nul(void **state) {
+  (void)state;
+  fixture_t fx;
+  fixture_open(&fx);
+  static const char id1[] = "x\0first";
+  static const char id2[] = "x\0second";
+  toolcall_call_spec_t dup[] = {{id1, "echo", NULL, 0, 0},
+                                {id2, "echo", NULL, 0, 0}};
+  expect_reject(&fx, dup, 2, TOOLCALL_EDUPID, 1);
+  static const char nul_id[] = "\0hidden";
+  toolcall_call_spec_t empty[] = {{nul_id, "echo", NULL, 0, 0}};
+  expect_reject(&fx, empty, 1, UV_EINVAL, 0); /* an empty id */
+  assert_nothing_counted(&fx);
+
+  static const char name[] = "upper\0junk";
+  static const char args_cut_ok[] = "{}\0garbage";
+  static const char args_cut_bad[] = "{\"a\":\"x\0y\"}";
+  static const char bad_name[] = "\0echo";
+  toolcall_call_spec_t calls[] = {{"a", name, NULL, 0, 0},
+                                  {"b", "echo", args_cut_ok, 0, 0},
+                                  {"c", "echo", args_cut_bad, 0, 0},
+                                  {"d", bad_name, NULL, 0, 0}};
+  run_batch(&fx, calls, 4);
+  const toolcall_result_t *r = toolcall_batch_result(fx.batch, 0);
+  assert_int_equal(r->status, TOOLCALL_OK);
+  assert_string_equal(r->tool, "upper");
+  assert_string_equal(r->output, "upper");
+  r = toolcall_batch_result(fx.batch, 1);
+  assert_int_equal(r->status, TOOLCALL_OK);
+  assert_int_equal(r->output_len, 2);
+  assert_string_equal(r->output, "{}");
+  r = toolcall_batch_result(fx.batch, 2);
+  assert_int_equal(r->status, TOOLCALL_RETRY); /* {"a":"x is not JSON */
+  assert_true(utf8_ok(r->message));
+  r = toolcall_batch_result(fx.batch, 3);
+  assert_string_equal(r->tool, "");
+  assert_lists_tools(r);
+  toolcall_snapshot_t s;
+  snapshot(&fx, &s);
+  assert_int_equal(s.dispatched, 4);
+  assert_int_equal(s.calls[TOOLCALL_OK], 2);
+  assert_int_equal(s.calls[TOOLCALL_RETRY], 1);
+  assert_int_equal(s.calls[TOOLCALL_UNKNOWN_TOOL], 1);
+  free_batch(&fx);
+  fixture_close(&fx, 1, 2);
 }
 
 int main(void) {
@@ -891,7 +1015,10 @@ int main(void) {
       cmocka_unit_test(test_badinput_arguments_not_json),
       cmocka_unit_test(test_badinput_arguments_nested_100k),
       cmocka_unit_test(test_badinput_batch_100k),
+      cmocka_unit_test(test_badinput_batch_100k_capped),
       cmocka_unit_test(test_badinput_id_10k),
+      cmocka_unit_test(test_badinput_name_10k),
+      cmocka_unit_test(test_badinput_embedded_nul),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

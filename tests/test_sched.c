@@ -448,6 +448,107 @@ static void test_sched_sequential(void **state) {
   fx_finish(&f);
 }
 
+/* A sequential call that timed out is still a barrier until its worker
+ * really returns: the call after it starts only then. */
+static void test_sched_sequential_timeout(void **state) {
+  (void)state;
+  fx_t f;
+  fx_probe_t sp, q;
+  fx_init(&f);
+  fx_probe_init(&sp, &f);
+  fx_probe_init(&q, &f);
+  toolcall_tool_t def = fx_def("seq", TOOLCALL_TOOL_WORKER, fx_tool_block, &sp);
+  def.flags = TOOLCALL_TOOL_SEQUENTIAL;
+  def.timeout_ms = 20;
+  fx_add(&f, &def);
+  def = fx_def("after", TOOLCALL_TOOL_WORKER, fx_tool_ok, &q);
+  fx_add(&f, &def);
+  toolcall_manager_options_t o = fx_options(&f);
+  fx_manager(&f, &o);
+  toolcall_call_spec_t calls[] = {{"s", "seq", NULL, 0, 0},
+                                  {"a", "after", NULL, 0, 0}};
+  fx_batch_t rec = {0};
+  assert_int_equal(fx_submit(&f, &rec, calls, 2, NULL, NULL), 0);
+  FX_WAIT(&f, f.ends == 1, 3000); /* s timed out */
+  assert_int_equal(f.ends, 1);
+  FX_WAIT(&f, 0, 30);
+  assert_int_equal(atomic_load(&q.ran), 0); /* s still runs: a waits */
+  assert_int_equal(rec.runs, 0);
+  fx_open_gate(&f, 1);
+  FX_WAIT(&f, rec.runs > 0, 3000);
+  assert_int_equal(rec.runs, 1);
+  assert_int_equal(rec.st[0], TOOLCALL_TIMED_OUT);
+  assert_int_equal(rec.st[1], TOOLCALL_OK);
+  assert_true(q.start_seq[1] > sp.end_seq[0]);
+  assert_int_equal(atomic_load(&sp.rc[0]), UV_ECANCELED);
+  fx_batch_done(&rec);
+  fx_finish(&f);
+}
+
+/* A batch held back by its barrier keeps its place in submit order: with a
+ * cap of 2, A = [x, S] and B = [z1, z2] submitted in that order, x and z1
+ * run, S waits for x (barrier), z2 for a slot (cap). When x returns, S and
+ * z2 both want the one free slot: S, of the earlier batch, gets it. */
+static void test_sched_sequential_keeps_order(void **state) {
+  (void)state;
+  fx_t f;
+  fx_probe_t ha, hb, s;
+  fx_init(&f);
+  fx_probe_init(&ha, &f);
+  fx_probe_init(&hb, &f);
+  fx_probe_init(&s, &f);
+  toolcall_tool_t def = fx_def("hold_a", TOOLCALL_TOOL_LOOP, fx_tool_hold, &ha);
+  def.cancel = fx_cancel_hold;
+  fx_add(&f, &def);
+  def = fx_def("hold_b", TOOLCALL_TOOL_LOOP, fx_tool_hold, &hb);
+  def.cancel = fx_cancel_hold;
+  fx_add(&f, &def);
+  def = fx_def("seq", TOOLCALL_TOOL_LOOP, fx_tool_hold, &s);
+  def.cancel = fx_cancel_hold;
+  def.flags = TOOLCALL_TOOL_SEQUENTIAL;
+  fx_add(&f, &def);
+  toolcall_manager_options_t o = fx_options(&f);
+  o.max_concurrency = 2;
+  fx_manager(&f, &o);
+
+  toolcall_call_spec_t a[] = {{"x", "hold_a", NULL, 0, 0},
+                              {"S", "seq", NULL, 0, 0}};
+  toolcall_call_spec_t b[] = {{"z1", "hold_b", NULL, 0, 0},
+                              {"z2", "hold_b", NULL, 0, 0}};
+  fx_batch_t ra = {0}, rb = {0};
+  assert_int_equal(fx_submit(&f, &ra, a, 2, NULL, NULL), 0);
+  assert_int_equal(fx_submit(&f, &rb, b, 2, NULL, NULL), 0);
+  /* x and z1 hold the two slots. */
+  FX_WAIT(&f, atomic_load(&ha.ran) == 1 && atomic_load(&hb.ran) == 1, 3000);
+  FX_WAIT(&f, 0, 10);
+  assert_int_equal(atomic_load(&ha.ran), 1);
+  assert_int_equal(atomic_load(&hb.ran), 1);
+  assert_int_equal(atomic_load(&s.ran), 0);
+
+  /* x returns: S starts, z2 keeps waiting. */
+  fx_complete_held(&ha, 0, TOOLCALL_OK, "x");
+  FX_WAIT(&f, atomic_load(&s.ran) + atomic_load(&hb.ran) > 2, 3000);
+  FX_WAIT(&f, 0, 10);
+  assert_int_equal(atomic_load(&s.ran), 1);
+  assert_int_equal(atomic_load(&hb.ran), 1); /* z2 has not started */
+  fx_complete_held(&s, 1, TOOLCALL_OK, "S");
+  FX_WAIT(&f, ra.runs > 0, 3000);
+  assert_int_equal(ra.runs, 1);
+  assert_int_equal(ra.st[0], TOOLCALL_OK);
+  assert_int_equal(ra.st[1], TOOLCALL_OK);
+  /* Now z2 runs; let B end. */
+  FX_WAIT(&f, atomic_load(&hb.ran) == 2, 3000);
+  assert_int_equal(atomic_load(&hb.ran), 2);
+  fx_complete_held(&hb, 0, TOOLCALL_OK, "z1");
+  fx_complete_held(&hb, 1, TOOLCALL_OK, "z2");
+  FX_WAIT(&f, rb.runs > 0, 3000);
+  assert_int_equal(rb.runs, 1);
+  assert_int_equal(rb.counts[TOOLCALL_OK], 2);
+  fx_batch_done(&ra);
+  fx_batch_done(&rb);
+  fx_finish(&f);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Timeouts                                                                 */
 
@@ -758,6 +859,53 @@ static void test_sched_timeout_precedence(void **state) {
   fx_finish(&f);
 }
 
+/* Deadlines that differ: one timer serves them all, firing for each in
+ * deadline order (it re-arms for the next one), whatever the start order.
+ * The calls never complete on their own; each ends only by its timeout. */
+static void test_sched_timeout_staggered(void **state) {
+  (void)state;
+  enum { N = 5 };
+  fx_t f;
+  fx_probe_t h;
+  fx_init(&f);
+  fx_probe_init(&h, &f);
+  h.complete_in_cancel = 1;
+  toolcall_tool_t def = fx_def("hold", TOOLCALL_TOOL_LOOP, fx_tool_hold, &h);
+  def.cancel = fx_cancel_hold;
+  fx_add(&f, &def);
+  toolcall_manager_options_t o = fx_options(&f);
+  fx_manager(&f, &o);
+  static const uint64_t ms[N] = {60, 10, 40, 25, 80};
+  toolcall_call_spec_t calls[N];
+  char ids[N][16];
+  fx_calls(calls, ids, N, "t", "hold", NULL);
+  for (int i = 0; i < N; i++)
+    calls[i].timeout_ms = ms[i];
+  fx_batch_t rec = {0};
+  fx_run_batch(&f, &rec, calls, N, NULL);
+  assert_int_equal(rec.status, 0);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(rec.st[i], TOOLCALL_TIMED_OUT);
+    assert_int_equal(atomic_load(&h.rc[i]), UV_ECANCELED);
+  }
+  assert_int_equal(atomic_load(&h.cancel_runs), N);
+  /* The end events came in deadline order: 1, 3, 2, 0, 4. */
+  static const int order_want[N] = {1, 3, 2, 0, 4};
+  int k = 0;
+  for (size_t e = 0; e < f.nev; e++) {
+    if (f.ev[e].kind != 1)
+      continue;
+    assert_true(k < N);
+    assert_int_equal((int)f.ev[e].index, order_want[k]);
+    k++;
+  }
+  assert_int_equal(k, N);
+  fx_batch_done(&rec);
+  toolcall_snapshot_t s = fx_snap(&f);
+  assert_int_equal(s.calls[TOOLCALL_TIMED_OUT], N);
+  fx_finish(&f);
+}
+
 /* Time spent waiting for a slot does not count against the timeout. */
 static void test_sched_timeout_not_while_waiting(void **state) {
   (void)state;
@@ -859,7 +1007,9 @@ static void test_sched_cancel_running_and_queued(void **state) {
 }
 
 /* Calls waiting for a cap slot end cancelled too, never run; the cancelled
- * running worker keeps its slot until it returns. */
+ * running worker keeps its slot until it returns: a call of another batch,
+ * already waiting for the slot when the cancel comes, and one submitted
+ * after it, both wait until the worker really returned. */
 static void test_sched_cancel_waiting_for_cap(void **state) {
   (void)state;
   fx_t f;
@@ -881,6 +1031,10 @@ static void test_sched_cancel_waiting_for_cap(void **state) {
   assert_int_equal(fx_submit(&f, &rec, calls, 3, NULL, NULL), 0);
   FX_WAIT(&f, atomic_load(&p.ran) == 1, 3000);
   assert_int_equal(atomic_load(&p.ran), 1);
+  /* Another batch's call waits for the slot. */
+  toolcall_call_spec_t other = {"w", "ok", NULL, 0, 0};
+  fx_batch_t rw = {0};
+  assert_int_equal(fx_submit(&f, &rw, &other, 1, NULL, NULL), 0);
   assert_int_equal(fx_cancel(&f, rec.batch), 0);
   assert_int_equal(rec.runs, 0);
   FX_WAIT(&f, rec.runs > 0, 3000);
@@ -898,16 +1052,75 @@ static void test_sched_cancel_waiting_for_cap(void **state) {
   FX_WAIT(&f, 0, 30);
   assert_int_equal(atomic_load(&q.ran), 0);
   assert_int_equal(rec.runs, 0);
+  assert_int_equal(rw.runs, 0);
   fx_open_gate(&f, 1);
-  FX_WAIT(&f, rec.runs > 0, 3000);
+  FX_WAIT(&f, rec.runs > 0 && rw.runs > 0, 3000);
   assert_int_equal(rec.runs, 1);
+  assert_int_equal(rw.runs, 1);
   assert_int_equal(rec.st[0], TOOLCALL_OK);
-  assert_int_equal(atomic_load(&q.ran), 1); /* o1, o2 never ran */
+  assert_int_equal(rw.st[0], TOOLCALL_OK);
+  assert_int_equal(atomic_load(&q.ran), 2); /* w and n; o1, o2 never ran */
   assert_true(q.start_seq[0] > p.end_seq[0]);
+  assert_true(rw.seq < rec.seq); /* w waited first, so it ran first */
   assert_int_equal(atomic_load(&p.rc[0]), UV_ECANCELED);
   fx_batch_done(&rec);
+  fx_batch_done(&rw);
   toolcall_snapshot_t s = fx_snap(&f);
   assert_int_equal(s.calls[TOOLCALL_CANCELLED], 3);
+  assert_int_equal(s.calls[TOOLCALL_OK], 2);
+  fx_finish(&f);
+}
+
+/* A call waiting for its tool's own slot (cap 1) ends cancelled, never
+ * starts (no start event, its function never runs), and leaves the tool's
+ * wait list: when the cancelled running call returns, the slot goes to the
+ * call of the next batch. */
+static void test_sched_cancel_waiting_for_tool_cap(void **state) {
+  (void)state;
+  fx_t f;
+  fx_probe_t p;
+  fx_init(&f);
+  fx_probe_init(&p, &f);
+  toolcall_tool_t def = fx_def("one", TOOLCALL_TOOL_WORKER, fx_tool_block, &p);
+  def.max_concurrency = 1;
+  fx_add(&f, &def);
+  toolcall_manager_options_t o = fx_options(&f);
+  fx_manager(&f, &o);
+  toolcall_call_spec_t calls[] = {{"o1", "one", NULL, 0, 0},
+                                  {"o2", "one", NULL, 0, 0}};
+  fx_batch_t rec = {0};
+  rec.free_in_cb = 1;
+  assert_int_equal(fx_submit(&f, &rec, calls, 2, NULL, NULL), 0);
+  FX_WAIT(&f, atomic_load(&p.ran) == 1, 3000);
+  FX_WAIT(&f, 0, 10);
+  assert_int_equal(atomic_load(&p.ran), 1);
+  assert_int_equal(f.starts, 1);
+  assert_int_equal(fx_cancel(&f, rec.batch), 0);
+  FX_WAIT(&f, rec.runs > 0, 3000);
+  assert_int_equal(rec.runs, 1);
+  assert_int_equal(rec.status, UV_ECANCELED);
+  assert_int_equal(rec.st[0], TOOLCALL_CANCELLED);
+  assert_int_equal(rec.st[1], TOOLCALL_CANCELLED);
+  assert_int_equal(rec.dur[1], 0);
+
+  /* The next batch's call waits for o1's slot, then gets it. */
+  toolcall_call_spec_t next = {"o3", "one", NULL, 0, 0};
+  fx_batch_t rn = {0};
+  assert_int_equal(fx_submit(&f, &rn, &next, 1, NULL, NULL), 0);
+  FX_WAIT(&f, 0, 20);
+  assert_int_equal(atomic_load(&p.ran), 1);
+  fx_open_gate(&f, 1); /* o1 returns */
+  FX_WAIT(&f, atomic_load(&p.ran) == 2, 3000);
+  assert_int_equal(atomic_load(&p.ran), 2);
+  fx_open_gate(&f, 1); /* o3 returns */
+  FX_WAIT(&f, rn.runs > 0, 3000);
+  assert_int_equal(rn.runs, 1);
+  assert_int_equal(rn.st[0], TOOLCALL_OK);
+  assert_string_equal(rn.out[0], "late");
+  assert_int_equal(f.starts, 2); /* o1 and o3: o2 never started */
+  fx_batch_done(&rn);
+  toolcall_snapshot_t s = fx_snap(&f);
+  assert_int_equal(s.calls[TOOLCALL_CANCELLED], 2);
   assert_int_equal(s.calls[TOOLCALL_OK], 1);
   fx_finish(&f);
 }
@@ -1046,10 +1259,15 @@ static int retry_batch(fx_t *f, toolcall_run_t *run, size_t n,
   fx_batch_t rec = {0};
   fx_run_batch(f, &rec, calls, n, &bo);
   /* The results are all there whatever the status. */
-  for (size_t i = 0; i < n; i++)
-    assert_int_equal(rec.st[i], strcmp(spec[2 * i + 1], R) == 0
-                                    ? TOOLCALL_RETRY
-                                    : TOOLCALL_OK);
+  for (size_t i = 0; i < n; i++) {
+    int retry = strcmp(spec[2 * i + 1], R) == 0;
+    assert_int_equal(rec.st[i], retry ? TOOLCALL_RETRY : TOOLCALL_OK);
+    /* The tool's message for the model, or its output. */
+    if (retry)
+      assert_string_equal(rec.msg[i], "try again");
+    else
+      assert_string_equal(rec.out[i], "fine");
+  }
   if (rec.status == TOOLCALL_ERETRIES) {
     assert_true(rec.has_error);
     if (strstr(rec.error, spec[0]) == NULL)
@@ -1366,10 +1584,21 @@ static void test_sched_hooks(void **state) {
                toolcall_status_name(want[i]));
   assert_int_equal(f.ends, 8);
   assert_int_equal(f.starts, 4); /* a, b, g, h */
+  assert_string_equal(rec.msg[6], "broken");
+  assert_string_equal(rec.msg[7], "again");
   for (size_t e = 0; e < f.nev; e++) {
     fx_event_t *x = &f.ev[e];
     if (x->kind == 0)
       assert_true(strchr("abgh", x->id[0]) != NULL);
+    /* Each event names the call's tool (the fixture compares every event
+     * with its result as well). */
+    assert_non_null(x->tool);
+    assert_string_equal(x->tool, calls[x->index].name);
+    /* The calls that ran have a duration; the others 0. */
+    if (x->kind == 1 && strchr("agh", x->id[0]) != NULL)
+      assert_true(x->duration_ns > 0);
+    if (x->kind == 1 && strchr("cdef", x->id[0]) != NULL)
+      assert_int_equal(x->duration_ns, 0);
   }
   assert_int_equal(atomic_load(&g.ran), 0);
   fx_batch_done(&rec);
@@ -1412,6 +1641,11 @@ static void test_sched_hooks_cancel_timeout(void **state) {
   assert_int_equal(rec.st[1], TOOLCALL_CANCELLED);
   assert_int_equal(rec.st[2], TOOLCALL_CANCELLED);
   assert_int_equal(f.ends, 3);
+  /* w never started: the timed-out loop call kept its slot. */
+  assert_int_equal(atomic_load(&h.ran), 1);
+  assert_int_equal(atomic_load(&h.cancel_runs), 1);
+  assert_int_equal(f.starts, 2);
+  assert_int_equal(rec.dur[2], 0);
   fx_batch_done(&rec);
   FX_WAIT(&f, atomic_load(&t.done) == 1, 3000);
   assert_int_equal(atomic_load(&t.rc[0]), UV_ECANCELED);
@@ -1429,16 +1663,22 @@ int main(void) {
       cmocka_unit_test_teardown(test_sched_tool_cap, fx_teardown),
       cmocka_unit_test_teardown(test_sched_call_order, fx_teardown),
       cmocka_unit_test_teardown(test_sched_sequential, fx_teardown),
+      cmocka_unit_test_teardown(test_sched_sequential_keeps_order,
+                                fx_teardown),
+      cmocka_unit_test_teardown(test_sched_sequential_timeout, fx_teardown),
       cmocka_unit_test_teardown(test_sched_timeout_queued, fx_teardown),
       cmocka_unit_test_teardown(test_sched_timeout_running, fx_teardown),
       cmocka_unit_test_teardown(test_sched_timeout_running_freed, fx_teardown),
       cmocka_unit_test_teardown(test_sched_timeout_loop, fx_teardown),
       cmocka_unit_test_teardown(test_sched_timeout_precedence, fx_teardown),
+      cmocka_unit_test_teardown(test_sched_timeout_staggered, fx_teardown),
       cmocka_unit_test_teardown(test_sched_timeout_not_while_waiting,
                                 fx_teardown),
       cmocka_unit_test_teardown(test_sched_cancel_running_and_queued,
                                 fx_teardown),
       cmocka_unit_test_teardown(test_sched_cancel_waiting_for_cap, fx_teardown),
+      cmocka_unit_test_teardown(test_sched_cancel_waiting_for_tool_cap,
+                                fx_teardown),
       cmocka_unit_test_teardown(test_sched_cancel_loop, fx_teardown),
       cmocka_unit_test_teardown(test_sched_cancel_loop_waiting, fx_teardown),
       cmocka_unit_test_teardown(test_sched_retries_run, fx_teardown),
