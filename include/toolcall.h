@@ -617,7 +617,8 @@ TOOLCALL_EXTERN int toolcall_batch_submit(toolcall_manager_t *manager,
  * become true and its result is discarded; a loop tool's cancel function
  * is called. Each call's reservation is released. The callback runs once,
  * later on the loop, with UV_ECANCELED (calls that had already ended keep
- * their results). Loop thread. Errors: UV_EINVAL (NULL), TOOLCALL_ESTATE
+ * their results), or with TOOLCALL_ELIMIT if the reject-batch policy had
+ * already refused the batch. Loop thread. Errors: UV_EINVAL (NULL), TOOLCALL_ESTATE
  * (already finished: the callback ran, or is due to run, or the batch was
  * cancelled already). */
 TOOLCALL_EXTERN int toolcall_batch_cancel(toolcall_batch_t *batch);
@@ -637,7 +638,8 @@ typedef struct {
  * tool requires approval, after the same checks and admission as
  * toolcall_batch_submit() (arguments, schema, limits). Denied calls end
  * TOOLCALL_DENIED with the host's message, are not admitted, and count
- * under denied. Each resumed call counts in `dispatched` again: once as
+ * under denied (a decision naming a tool that does not exist ends
+ * TOOLCALL_UNKNOWN_TOOL, approved or not). Each resumed call counts in `dispatched` again: once as
  * deferred, once with its final status. Loop thread. Arguments, callback,
  * ownership and errors as toolcall_batch_submit(). */
 TOOLCALL_EXTERN int toolcall_batch_resume(toolcall_manager_t *manager,
