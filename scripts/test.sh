@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build and run the whole test suite three times: a normal build (with
-# -Werror), an ASan+UBSan build and a TSan build; then the unit tests of the
-# normal build once more under valgrind memcheck. Installs missing Debian
-# packages first. Pass "quick" to run the normal build only.
+# -Werror), an ASan+UBSan build and a TSan build; then the unit, sched,
+# alloc and wire tests of the normal build once more under valgrind
+# memcheck. Installs missing Debian packages first. Pass "quick" to run the
+# normal build only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
@@ -19,13 +20,14 @@ run() { # run NAME CMAKE-ARGS...
 }
 
 start=$(date +%s)
-# Every test labelled unit, under valgrind: no invalid access, no
-# uninitialised read, no definite or indirect leak.
+# Every test labelled unit, sched, alloc or wire, under valgrind: no
+# invalid access, no uninitialised read, no definite or indirect leak.
 memcheck() {
   local dir=build/test-default
-  echo "== memcheck: unit tests under valgrind"
+  echo "== memcheck: unit, sched, alloc and wire tests under valgrind"
   local tests
-  tests=$(ctest --test-dir "$dir" -N -L unit | sed -n 's/^ *Test *#[0-9]*: //p')
+  tests=$(ctest --test-dir "$dir" -N -L '^(unit|sched|alloc|wire)$' |
+          sed -n 's/^ *Test *#[0-9]*: //p' | grep -v '^example_')
   for t in $tests; do
     echo "-- valgrind $t"
     valgrind -q --error-exitcode=99 --leak-check=full \
