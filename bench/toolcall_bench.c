@@ -4,7 +4,7 @@
  * Usage: toolcall-bench [--quick] [--json] [--only LIST] [--help]
  *        toolcall-bench --profile SCENARIO N REPS
  *
- *   --quick      short run: 10 ms samples, 3 of each (default: 50 ms, 5)
+ *   --quick      short run: 10 ms samples, 3 of each (default: 50 ms, 9)
  *   --json       print one JSON object on stdout instead of the table
  *   --only LIST  comma-separated sections to run: dispatch, counting,
  *                admission, memory, features (default: all). "scaling"
@@ -30,10 +30,12 @@
  * Method. Every timing is uv_hrtime() (monotonic, ns). A *sample* repeats
  * one operation (a whole batch, say) until it has taken at least the target
  * time (50 ms; 10 ms with --quick); the repeat count is calibrated first,
- * after a warm-up run. Each figure is the MEDIAN of the samples (5; 3 with
+ * after a warm-up run. Each figure is the MEDIAN of the samples (9; 3 with
  * --quick); for dispatch the JSON also gives the best (lowest) sample.
  * toolcall and its baseline are sampled alternately, so drift hits both
- * alike. Sections 4 and 5 differ; see there.
+ * alike, and a dispatch ratio is the median of the per-pair ratios (each
+ * toolcall sample over the baseline sample taken right after it), which a
+ * noisy neighbour disturbs less than a ratio of two medians. Sections 4 and 5 differ; see there.
  *
  *  1. Dispatch. A batch of N calls of a no-op tool: toolcall_batch_submit()
  *     then uv_run(UV_RUN_DEFAULT) until the batch callback has run (it frees
@@ -49,7 +51,8 @@
  *               list and uv_async_send() under the mutex, exactly as toolcall
  *               does; the async callback drains the list. uv_run until all N
  *               are drained.
- *     ratio = toolcall ns/call / baseline ns/call.
+ *     ratio = median over the samples of (toolcall ns/call / baseline ns/call
+ *     of the sample taken right after it).
  *  2. Scaling: ns/call at N=65536 divided by ns/call at N=256 (1.0 = linear).
  *  3. Counting: T threads (1, 2, 4, 8) start together (uv_barrier_t) and
  *     each adds A times: toolcall_ledger_add_usage() on one shared ledger,
@@ -83,7 +86,10 @@
  *     submit and after subtracting the string bytes passed in (for each
  *     call: id + tool name + arguments "{}" (NULL arguments) + 3 NULs):
  *     peak live bytes during the batch's life, and live bytes with all
- *     65536 calls in flight (after submit returned), each / 65536.
+ *     65536 calls in flight (after submit returned), each / 65536. Then
+ *     the same for one batch of 65536 no-op worker calls, whose live bytes
+ *     are read right after submit returned (only the loop frees a batch),
+ *     and which carry a threadpool request each.
  *  6. Features: the dispatch of section 1 through a second manager on the
  *     same loop with the features on: its own ledger with a tool_calls
  *     limit of INT64_MAX / 2 (admission runs against a real limit and never
@@ -132,8 +138,10 @@
  *     admission_ns_per_call, noise_ns_per_batch, submits_per_config
  *   memory: calls, string_bytes, peak_bytes, in_flight_bytes (both above
  *     the pre-batch baseline, strings included), peak_bytes_per_call,
- *     in_flight_bytes_per_call (strings excluded), allocations_in_submit,
- *     leaked_bytes (live bytes left after the batch was freed; 0)
+ *     in_flight_bytes_per_call (strings excluded),
+ *     worker_in_flight_bytes_per_call (the same for a batch of worker
+ *     calls, strings excluded), allocations_in_submit (of the loop batch),
+ *     leaked_bytes (live bytes left after both batches were freed; 0)
  *   features: max_concurrency, timeout_ms, tool_calls_limit (the settings
  *     of the features manager), calls (submitted to it), hook_starts,
  *     hook_ends (times each hook ran), and
@@ -200,7 +208,7 @@
 #define NSIZES 5
 #define NADM 3
 #define NTHREADS 4
-#define MAX_SAMPLES 5
+#define MAX_SAMPLES 9
 
 static const size_t k_sizes[NSIZES] = {1, 16, 256, 4096, 65536};
 static const size_t k_adm_sizes[NADM] = {1, 16, 256};
@@ -724,6 +732,7 @@ typedef struct {
   size_t n;
   uint64_t reps_tc, reps_base;
   double tc_med, tc_best, base_med, base_best;
+  double ratio; /* median over the samples of toolcall / its paired baseline */
 } disp_row_t;
 
 static disp_row_t disp[2][NSIZES]; /* [0] worker, [1] loop */
@@ -735,7 +744,7 @@ static void bench_dispatch(void) {
     for (int s = 0; s < NSIZES; s++) {
       disp_row_t *row = &disp[k][s];
       size_t n = k_sizes[s];
-      double a[MAX_SAMPLES], b[MAX_SAMPLES];
+      double a[MAX_SAMPLES], b[MAX_SAMPLES], q[MAX_SAMPLES];
       progress("dispatch %s N=%zu...", k ? "loop" : "worker", n);
       row->n = n;
       row->reps_tc = calibrate(tc[k], n);
@@ -745,7 +754,9 @@ static void bench_dispatch(void) {
                ((double)row->reps_tc * (double)n);
         b[i] = (double)time_reps(base[k], n, row->reps_base) /
                ((double)row->reps_base * (double)n);
+        q[i] = b[i] > 0 ? a[i] / b[i] : 0;
       }
+      row->ratio = median(q, O.samples);
       row->tc_med = median(a, O.samples);
       row->tc_best = best(a, O.samples);
       row->base_med = median(b, O.samples);
@@ -987,6 +998,8 @@ static struct {
   size_t calls;
   size_t string_bytes;
   size_t peak, in_flight, allocs, leaked;
+  /* the same batch of worker calls */
+  size_t worker_string_bytes, worker_in_flight, worker_leaked;
 } mem;
 
 static void bench_memory(void) {
@@ -1027,6 +1040,23 @@ static void bench_memory(void) {
   check(mem.leaked == 0, "the batch's memory is all freed");
   free(held);
   held = NULL;
+
+  /* Worker calls carry a threadpool request each. Measured right after
+   * submit: only the loop frees a batch, so everything the submit allocated
+   * is still live then, whatever the workers have done meanwhile. */
+  mem.worker_string_bytes = 0;
+  for (size_t i = 0; i < n; i++)
+    mem.worker_string_bytes +=
+        strlen(B.spec_worker[i].id) + strlen(B.spec_worker[i].name) + 2 + 3;
+  atomic_store(&mem_live, 0);
+  atomic_store(&mem_counting, true);
+  expect = B.batches_done + 1;
+  submit(B.spec_worker, n);
+  mem.worker_in_flight = atomic_load(&mem_live);
+  drain(expect);
+  atomic_store(&mem_counting, false);
+  mem.worker_leaked = atomic_load(&mem_live);
+  check(mem.worker_leaked == 0, "the worker batch's memory is all freed");
 }
 
 /* ======================================================================== */
@@ -1168,7 +1198,7 @@ static void print_table(void) {
         const disp_row_t *r = &disp[k][s];
         printf("%-6s %6zu | %10.1f %12.0f | %10.1f %12.0f | %7.2f\n",
                kinds[k], r->n, r->tc_med, per_s(r->tc_med), r->base_med,
-               per_s(r->base_med), ratio(r->tc_med, r->base_med));
+               per_s(r->base_med), r->ratio);
       }
     printf("   worker baseline: N no-op uv_queue_work at once; loop baseline: "
            "no-op fn + mutex queue +\n   uv_async_send per item, drained in "
@@ -1229,6 +1259,11 @@ static void print_table(void) {
            (double)(mem.peak - mem.string_bytes) / (double)mem.calls);
     printf("   in flight      %10zu B  -> %7.1f B/call\n", mem.in_flight,
            (double)(mem.in_flight - mem.string_bytes) / (double)mem.calls);
+    size_t wstrings = mem.worker_string_bytes;
+    printf("   worker calls   %10zu B  -> %7.1f B/call  (the same batch of "
+           "worker calls, in flight)\n",
+           mem.worker_in_flight,
+           (double)(mem.worker_in_flight - wstrings) / (double)mem.calls);
     printf("   strings        %10zu B  (ids + tool names + \"{}\" + NULs, "
            "subtracted)\n",
            mem.string_bytes);
@@ -1332,7 +1367,7 @@ static void print_json(void) {
         json_key_num("baseline_best_ns_per_call", r->base_best, true);
         printf("\"baseline_batches_per_sample\": %" PRIu64 ", ",
                r->reps_base);
-        json_key_num("ratio", ratio(r->tc_med, r->base_med), false);
+        json_key_num("ratio", r->ratio, false);
         printf("}");
       }
       printf("]");
@@ -1399,8 +1434,12 @@ static void print_json(void) {
                  (double)(mem.in_flight - mem.string_bytes) /
                      (double)mem.calls,
                  true);
+    size_t wstrings = mem.worker_string_bytes;
+    json_key_num("worker_in_flight_bytes_per_call",
+                 (double)(mem.worker_in_flight - wstrings) / (double)mem.calls,
+                 true);
     printf("\"allocations_in_submit\": %zu, \"leaked_bytes\": %zu},\n",
-           mem.allocs, mem.leaked);
+           mem.allocs, mem.leaked + mem.worker_leaked);
   }
 
   if (O.sections & SEC_FEATURES) {

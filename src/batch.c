@@ -20,6 +20,7 @@ typedef struct {
   size_t name_len;
   size_t args_len;
   const char *args;
+  const toolcall__tool_t *tool; /* NULL: unknown */
 } spec_info_t;
 
 /* Duplicate ids: a small table of call indexes (+1) keyed by id hash.
@@ -68,8 +69,13 @@ static int find_duplicate_id(const spec_info_t *info, size_t n, size_t *dup) {
 static int check_specs(const toolcall_manager_t *m,
                        const toolcall_call_spec_t *calls, size_t stride,
                        spec_info_t *info, size_t n, size_t *strings,
-                       toolcall_error_t *err) {
-  size_t total = 0;
+                       size_t *workers, toolcall_error_t *err) {
+  size_t total = 0, nworkers = 0;
+  /* Parallel calls are often to one tool: look a name up once per run of
+   * equal names. */
+  const toolcall__tool_t *last_tool = NULL;
+  const char *last_name = NULL;
+  size_t last_len = 0;
   for (size_t i = 0; i < n; i++) {
     const toolcall_call_spec_t *c = SPEC(calls, stride, i);
     spec_info_t *in = &info[i];
@@ -119,6 +125,14 @@ static int check_specs(const toolcall_manager_t *m,
         total > SIZE_MAX - need - in->name_len - in->args_len)
       return toolcall__fail(err, UV_E2BIG, i, "call %zu: batch too large", i);
     total += need + in->name_len + in->args_len;
+    if (last_name == NULL || in->name_len != last_len ||
+        memcmp(last_name, c->name, last_len) != 0) {
+      last_tool = toolcall__registry_find(m->registry, c->name, in->name_len);
+      last_name = c->name;
+      last_len = in->name_len;
+    }
+    in->tool = last_tool;
+    nworkers += last_tool != NULL && last_tool->kind == TOOLCALL_TOOL_WORKER;
   }
   size_t dup = 0;
   int rc = find_duplicate_id(info, n, &dup);
@@ -130,6 +144,7 @@ static int check_specs(const toolcall_manager_t *m,
   if (rc != 0)
     return toolcall__fail(err, rc, SIZE_MAX, "out of memory");
   *strings = total;
+  *workers = nworkers;
   return 0;
 }
 
@@ -346,20 +361,23 @@ static int batch_start(toolcall_manager_t *m, const toolcall_call_spec_t *calls,
   spec_info_t *info = toolcall__malloc(n * sizeof(*info));
   if (info == NULL)
     return toolcall__fail(err, UV_ENOMEM, SIZE_MAX, "out of memory");
-  size_t strings = 0;
-  int rc = check_specs(m, calls, stride, info, n, &strings, err);
+  size_t strings = 0, workers = 0;
+  int rc = check_specs(m, calls, stride, info, n, &strings, &workers, err);
   if (rc != 0) {
     toolcall__free(info);
     return rc;
   }
 
-  /* One allocation: the batch, its calls, then every string. */
+  /* One allocation: the batch, its calls, the threadpool requests of its
+   * worker calls (only those: a loop call does without one), then every
+   * string. */
   size_t head_size = (sizeof(toolcall_batch_t) + 15) & ~(size_t)15;
   size_t calls_size = n * sizeof(toolcall_call_t);
+  size_t works_size = workers * sizeof(uv_work_t);
   toolcall_batch_t *b = NULL;
   if (calls_size / sizeof(toolcall_call_t) == n &&
-      head_size + calls_size <= SIZE_MAX - strings)
-    b = toolcall__malloc(head_size + calls_size + strings);
+      head_size + calls_size <= SIZE_MAX - works_size - strings)
+    b = toolcall__malloc(head_size + calls_size + works_size + strings);
   if (b == NULL) {
     toolcall__free(info);
     return toolcall__fail(err, UV_ENOMEM, SIZE_MAX, "out of memory");
@@ -373,16 +391,14 @@ static int batch_start(toolcall_manager_t *m, const toolcall_call_spec_t *calls,
   b->pending = n;
   atomic_init(&b->refs, 1);
   b->calls = (toolcall_call_t *)((char *)b + head_size);
-  char *p = (char *)b->calls + calls_size;
+  uv_work_t *works = (uv_work_t *)((char *)b->calls + calls_size);
+  char *p = (char *)works + works_size;
   size_t wanted = 0, timed = 0;
-  const toolcall__tool_t *last_tool = NULL;
-  const char *last_name = NULL;
-  size_t last_len = 0;
   for (size_t i = 0; i < n; i++) {
     toolcall_call_t *c = &b->calls[i];
     const toolcall_call_spec_t *spec = SPEC(calls, stride, i);
     const spec_info_t *in = &info[i];
-    memset(c, 0, offsetof(toolcall_call_t, work));
+    memset(c, 0, sizeof(*c));
     c->batch = b;
     c->index = i;
     c->heap_index = UINT32_MAX;
@@ -398,17 +414,11 @@ static int batch_start(toolcall_manager_t *m, const toolcall_call_spec_t *calls,
     *p++ = '\0';
     c->r.output = empty_output;
     atomic_init(&c->completed, TOOLCALL__OPEN);
-    /* Parallel calls are often to one tool: look a name up once per run
-     * of equal names. */
-    if (last_name == NULL || in->name_len != last_len ||
-        memcmp(last_name, c->r.tool, last_len) != 0) {
-      last_tool = toolcall__registry_find(m->registry, c->r.tool, in->name_len);
-      last_name = c->r.tool;
-      last_len = in->name_len;
-    }
-    c->tool = last_tool;
+    c->tool = in->tool;
     if (c->tool == NULL)
       continue; /* unknown: its message is written below */
+    if (c->tool->kind == TOOLCALL_TOOL_WORKER)
+      c->work = works++;
     if (decisions != NULL && !decisions[i].approved)
       set_early(c, TOOLCALL_DENIED, decisions[i].message, msg_denied);
     else if (decisions == NULL &&

@@ -164,7 +164,8 @@ struct toolcall_call_s {
   uint32_t heap_index;            /* in the timer heap; UINT32_MAX: not */
   toolcall_call_t *next_done; /* manager's completion queue */
   toolcall_call_t *wait_prev, *wait_next; /* its tool's wait list */
-  uv_work_t work;             /* worker tools */
+  uv_work_t *work; /* worker tools: in the batch's allocation, after the
+                      calls */
 };
 
 struct toolcall_batch_s {

@@ -196,8 +196,8 @@ static void start_call(toolcall_manager_t *m, toolcall_call_t *c,
     m->on_call_start(&ev);
   }
   if (c->tool->kind == TOOLCALL_TOOL_WORKER) {
-    c->work.data = c;
-    uv_queue_work(m->loop, &c->work, worker_run, worker_done);
+    c->work->data = c;
+    uv_queue_work(m->loop, c->work, worker_run, worker_done);
   } else {
     c->tool->fn(c, c->tool->data);
   }
@@ -448,7 +448,7 @@ bool toolcall__call_end_by_library(toolcall_call_t *c, toolcall_status_t st,
   if (c->tool->kind == TOOLCALL_TOOL_WORKER) {
     /* Still in the threadpool's queue: take it back. It never ran; its
      * slot comes back when worker_done sees UV_ECANCELED. */
-    if (uv_cancel((uv_req_t *)&c->work) == 0)
+    if (uv_cancel((uv_req_t *)c->work) == 0)
       c->r.duration_ns = 0;
   } else if (c->tool->cancel != NULL) {
     c->tool->cancel(c, c->tool->data);
