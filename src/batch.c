@@ -94,7 +94,16 @@ static int check_specs(const toolcall_manager_t *m,
       return toolcall__fail(err, UV_EILSEQ, i,
                             "call %zu: id is not valid UTF-8", i);
     in->name_len = strlen(c->name);
-    if (!toolcall__utf8_valid(c->name, in->name_len))
+    if (last_name == NULL || in->name_len != last_len ||
+        memcmp(last_name, c->name, last_len) != 0) {
+      last_tool = toolcall__registry_find(m->registry, c->name, in->name_len);
+      last_name = c->name;
+      last_len = in->name_len;
+    }
+    in->tool = last_tool;
+    /* A registered name is ASCII; only a name the registry does not know
+     * needs the check. */
+    if (last_tool == NULL && !toolcall__utf8_valid(c->name, in->name_len))
       return toolcall__fail(err, UV_EILSEQ, i,
                             "call %zu: tool name is not valid UTF-8", i);
     if (c->arguments == NULL) {
@@ -125,13 +134,6 @@ static int check_specs(const toolcall_manager_t *m,
         total > SIZE_MAX - need - in->name_len - in->args_len)
       return toolcall__fail(err, UV_E2BIG, i, "call %zu: batch too large", i);
     total += need + in->name_len + in->args_len;
-    if (last_name == NULL || in->name_len != last_len ||
-        memcmp(last_name, c->name, last_len) != 0) {
-      last_tool = toolcall__registry_find(m->registry, c->name, in->name_len);
-      last_name = c->name;
-      last_len = in->name_len;
-    }
-    in->tool = last_tool;
     nworkers += last_tool != NULL && last_tool->kind == TOOLCALL_TOOL_WORKER;
   }
   size_t dup = 0;
