@@ -232,7 +232,8 @@ typedef struct {
    * TOOLCALL_DEFAULT_RETRIES; TOOLCALL_NO_RETRIES none; else 1..INT_MAX. */
   int max_retries;
   /* Calls of this tool running at once on one manager; 0: no cap of its
-   * own (the manager's cap still applies). */
+   * own (the manager's cap still applies). Calls waiting for this cap start
+   * first come, first served, in the order they were released. */
   unsigned max_concurrency;
   /* Loop tools only, may be NULL: see toolcall_tool_cancel_fn. */
   toolcall_tool_cancel_fn cancel;
@@ -446,7 +447,10 @@ typedef struct {
   uint64_t duration_ns;       /* end: as in toolcall_result_t; start: 0 */
 } toolcall_event_t;
 
-/* An event hook: runs on the loop thread; it must not free the batch. */
+/* An event hook: runs on the loop thread; it must not free the batch. It
+ * may cancel it (toolcall_batch_cancel) or close the manager: a call whose
+ * start hook does so ends cancelled before its tool sees it, and the end
+ * hooks of the batch's calls run inside that cancel. */
 typedef void (*toolcall_event_cb)(const toolcall_event_t *event);
 
 typedef struct {
@@ -457,8 +461,8 @@ typedef struct {
   toolcall_limit_policy_t limit_policy; /* default REJECT_BATCH */
   void *data;                    /* yours; see toolcall_manager_data() */
   /* Calls running at once, over all batches; 0 (default): no cap. Calls
-   * beyond it wait in call order (batches in submit order) and start as
-   * slots free. A call holds its slot from its start until its tool really
+   * beyond it wait in call order (batches in submit order, a batch held
+   * back by a sequential tool keeping its place) and start as slots free. A call holds its slot from its start until its tool really
    * returns, even after it ended timed out or cancelled. */
   size_t max_concurrency;
   /* A call's timeout from its start, unless its tool or the call sets one;

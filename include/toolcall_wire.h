@@ -173,8 +173,10 @@ TOOLCALL_EXTERN void toolcall_wire_response_free(toolcall_wire_response_t *r);
  * toolcall_batch_submit() (which copies them). The array and its strings
  * are owned by r and valid until toolcall_wire_response_free(r). *n (n is
  * required) receives the count, which may be 0; the result is then NULL.
- * A spec's arguments is NULL for "{}", else NUL-terminated with
- * arguments_len set; every other field is 0 (defaults). Any thread. */
+ * A spec's arguments is NULL when the call had none (missing, null or "":
+ * "{}" for the manager), else NUL-terminated with arguments_len set (an
+ * explicit {} is the text "{}"); every other field is 0 (defaults). Any
+ * thread. */
 TOOLCALL_EXTERN const toolcall_call_spec_t *toolcall_wire_calls(
     const toolcall_wire_response_t *r, size_t *n);
 

@@ -378,7 +378,8 @@ static int batch_start(toolcall_manager_t *m, const toolcall_call_spec_t *calls,
   size_t works_size = workers * sizeof(uv_work_t);
   toolcall_batch_t *b = NULL;
   if (calls_size / sizeof(toolcall_call_t) == n &&
-      head_size + calls_size <= SIZE_MAX - works_size - strings)
+      works_size <= SIZE_MAX - strings &&
+      head_size + calls_size <= SIZE_MAX - strings - works_size)
     b = toolcall__malloc(head_size + calls_size + works_size + strings);
   if (b == NULL) {
     toolcall__free(info);

@@ -155,6 +155,8 @@ struct toolcall_call_s {
   toolcall__admit_t admit;
   uint8_t sched;        /* toolcall__sched_t; loop thread */
   bool settled;         /* its result is final and counted; loop thread */
+  bool launched;        /* queued to the threadpool, or its tool's fn entered;
+                           loop thread */
   bool output_owned;
   bool message_owned;
   toolcall__tool_use_t *tool_use; /* its tool's limit entry, if any */

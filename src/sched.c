@@ -194,7 +194,16 @@ static void start_call(toolcall_manager_t *m, toolcall_call_t *c,
     toolcall_event_t ev = {m, b, c->index, c->r.id, c->r.tool, TOOLCALL_OK,
                            NULL, 0};
     m->on_call_start(&ev);
+    /* The hook cancelled the batch (or closed the manager): the call has
+     * ended, and its tool never sees it. It gives its slot back through the
+     * completion queue, as a tool's completion would. */
+    if (atomic_load_explicit(&c->completed, memory_order_relaxed) ==
+        TOOLCALL__BY_LIBRARY) {
+      toolcall__manager_post_done(m, c);
+      return;
+    }
   }
+  c->launched = true;
   if (c->tool->kind == TOOLCALL_TOOL_WORKER) {
     c->work->data = c;
     uv_queue_work(m->loop, c->work, worker_run, worker_done);
@@ -445,7 +454,13 @@ bool toolcall__call_end_by_library(toolcall_call_t *c, toolcall_status_t st,
   c->r.message = msg;
   c->message_owned = false;
   c->r.duration_ns = uv_hrtime() - c->start_ns;
-  if (c->tool->kind == TOOLCALL_TOOL_WORKER) {
+  if (!c->launched) {
+    /* Ended by the start hook, before the tool had the call: start_call
+     * hands the slot back. */
+    c->r.duration_ns = 0;
+    if (st == TOOLCALL_CANCELLED)
+      c->r.message = msg_cancelled_waiting;
+  } else if (c->tool->kind == TOOLCALL_TOOL_WORKER) {
     /* Still in the threadpool's queue: take it back. It never ran; its
      * slot comes back when worker_done sees UV_ECANCELED. */
     if (uv_cancel((uv_req_t *)c->work) == 0)

@@ -1606,6 +1606,97 @@ static void test_sched_hooks(void **state) {
   fx_finish(&f);
 }
 
+/* A start hook that cancels its own batch, at the first call's start:
+ * that call ends cancelled before its tool sees it (no worker queued, no
+ * loop tool started, no cancel function called), the others never start,
+ * the callback runs once. Repeated, so that a batch's memory is reused
+ * from a batch whose worker calls the threadpool gave back: a request that
+ * was never queued must not be taken for one that was (valgrind and ASan
+ * see the difference). */
+typedef struct {
+  int starts;
+  int cancel_rc;
+} hook_cancel_t;
+
+static void on_start_cancel(const toolcall_event_t *e) {
+  fx_t *f = toolcall_manager_data(e->manager);
+  hook_cancel_t *h = f->user;
+  fx_on_start(e);
+  if (h->starts++ == 0)
+    h->cancel_rc = toolcall_batch_cancel(e->batch);
+}
+
+static void test_sched_hook_cancels_batch(void **state) {
+  (void)state;
+  fx_t f;
+  fx_probe_t w, l;
+  hook_cancel_t h;
+  fx_init(&f);
+  fx_probe_init(&w, &f);
+  fx_probe_init(&l, &f);
+  f.user = &h;
+  toolcall_tool_t def = fx_def("w", TOOLCALL_TOOL_WORKER, fx_tool_ok, &w);
+  fx_add(&f, &def);
+  def = fx_def("l", TOOLCALL_TOOL_LOOP, fx_tool_hold, &l);
+  def.cancel = fx_cancel_hold;
+  fx_add(&f, &def);
+  toolcall_manager_options_t o = fx_options(&f);
+  o.on_call_start = on_start_cancel;
+  o.timeout_ms = 10000; /* every started call enters the timer heap */
+  fx_manager(&f, &o);
+
+  const int rounds = 20;
+  for (int r = 0; r < rounds; r++) {
+    /* Odd rounds: worker calls run and the threadpool takes some back, so
+     * the next round's batch may reuse memory holding used requests. */
+    if (r % 2 == 1) {
+      toolcall_call_spec_t warm[] = {{"x0", "w", NULL, 0, 0},
+                                     {"x1", "w", NULL, 0, 0},
+                                     {"x2", "w", NULL, 0, 0},
+                                     {"x3", "w", NULL, 0, 0}};
+      fx_batch_t rec = {0};
+      h.starts = 1; /* no cancel for this one */
+      fx_saturate(&f, 0);
+      assert_int_equal(fx_submit(&f, &rec, warm, 4, NULL, NULL), 0);
+      assert_int_equal(fx_cancel(&f, rec.batch), 0); /* uv_cancel: queued */
+      FX_WAIT(&f, rec.runs > 0, 5000);
+      fx_release_pool(&f);
+      assert_int_equal(rec.counts[TOOLCALL_CANCELLED], 4);
+      fx_batch_done(&rec);
+    }
+    const char *first = r % 4 < 2 ? "w" : "l";
+    const char *second = r % 4 < 2 ? "l" : "w";
+    toolcall_call_spec_t calls[] = {{"a", first, NULL, 0, 0},
+                                    {"b", second, NULL, 0, 0},
+                                    {"c", "w", NULL, 0, 0},
+                                    {"d", "l", NULL, 0, 0}};
+    h.starts = 0;
+    h.cancel_rc = 1;
+    fx_batch_t rec = {0};
+    assert_int_equal(fx_submit(&f, &rec, calls, 4, NULL, NULL), 0);
+    assert_int_equal(h.cancel_rc, 0);
+    assert_int_equal(h.starts, 1); /* the cancel stopped the rest */
+    FX_WAIT(&f, rec.runs > 0, 5000);
+    assert_int_equal(rec.runs, 1);
+    assert_int_equal(rec.status, UV_ECANCELED);
+    assert_int_equal(rec.counts[TOOLCALL_CANCELLED], 4);
+    for (int i = 0; i < 4; i++)
+      assert_int_equal(rec.dur[i], 0);
+    assert_string_equal(rec.msg[0], "the call was cancelled before it started");
+    fx_batch_done(&rec);
+  }
+  /* No tool ever had a call (the warm-up workers were taken back while
+   * queued), and no cancel function ran. */
+  assert_int_equal(atomic_load(&w.ran), 0);
+  assert_int_equal(atomic_load(&l.ran), 0);
+  assert_int_equal(atomic_load(&l.cancel_runs), 0);
+  fx_assert_conserved(&f);
+  toolcall_snapshot_t snap = fx_snap(&f);
+  assert_int_equal(snap.calls[TOOLCALL_CANCELLED], (uint64_t)rounds * 4 + (uint64_t)(rounds / 2) * 4);
+  assert_int_equal(snap.dispatched, snap.calls[TOOLCALL_CANCELLED]);
+  fx_finish(&f);
+}
+
 /* Hooks on cancelled, timed-out and waiting calls. */
 static void test_sched_hooks_cancel_timeout(void **state) {
   (void)state;
@@ -1689,6 +1780,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_sched_close_loop_pending, fx_teardown),
       cmocka_unit_test_teardown(test_sched_hooks, fx_teardown),
       cmocka_unit_test_teardown(test_sched_hooks_cancel_timeout, fx_teardown),
+      cmocka_unit_test_teardown(test_sched_hook_cancels_batch, fx_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
