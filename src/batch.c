@@ -457,8 +457,11 @@ static int batch_start(toolcall_manager_t *m, const toolcall_call_spec_t *calls,
    * tool may complete inside its start function, which also goes through
    * the queue. */
   toolcall_call_t *head = NULL, *tail = NULL;
+  size_t fit = adm.fit;
   for (size_t i = 0; i < n; i++) {
     toolcall_call_t *c = &b->calls[i];
+    if (c->admit == TOOLCALL__ADMIT_WANTED && !adm.marked)
+      c->admit = toolcall__admit_mark(&adm, &fit);
     if (c->admit == TOOLCALL__ADMIT_RESERVED) {
       m->heap_reserved += c->timeout_ms != 0;
       continue;

@@ -109,11 +109,33 @@ typedef struct {
   int64_t limit;                 /* the limit that refused them */
   uint64_t wanted, projected;    /* reject-batch: the numbers */
   const toolcall__tool_use_t *tool_use; /* a per-tool limit refused */
+  /* Without per-tool limits the decision is arithmetic alone, and the
+   * calls are marked after the lock is released (toolcall__admit_mark):
+   * the first `fit` wanted calls, in call order, hold a reservation; the
+   * others are refused (OVER_LIMIT, or BATCH_FAILED if `failed`). With
+   * per-tool limits the calls are marked under the lock and `marked` is
+   * set. */
+  bool marked;
+  size_t fit;
 } toolcall__admission_t;
+
+/* The admit state of a wanted call, after the admission: see above. *fit
+ * counts down the reservations still to hand out. */
+static inline toolcall__admit_t toolcall__admit_mark(
+    const toolcall__admission_t *adm, size_t *fit) {
+  if (*fit > 0) {
+    (*fit)--;
+    return TOOLCALL__ADMIT_RESERVED;
+  }
+  return adm->failed ? TOOLCALL__ADMIT_BATCH_FAILED
+                     : TOOLCALL__ADMIT_OVER_LIMIT;
+}
 
 /* In one critical section: count n calls as dispatched, and admit the
  * `wanted` calls marked TOOLCALL__ADMIT_WANTED against the limits under
- * policy, setting each call's admit state and tool_use. */
+ * policy. With per-tool limits it sets each call's admit state and
+ * tool_use (adm->marked); otherwise the caller marks them with
+ * toolcall__admit_mark(), outside the lock. */
 void toolcall__ledger_admit(toolcall_ledger_t *ledger, toolcall_call_t *calls,
                             size_t n, size_t wanted,
                             toolcall_limit_policy_t policy,

@@ -402,6 +402,34 @@ void toolcall__ledger_admit(toolcall_ledger_t *l, toolcall_call_t *calls,
   uint64_t used = l->calls[TOOLCALL_OK] + l->reserved_tool_calls;
   bool per_tool = l->ntool_uses > 0;
 
+  if (!per_tool) {
+    /* Arithmetic only; the caller marks the calls after the unlock. */
+    if (policy == TOOLCALL_POLICY_PARTIAL) {
+      size_t fit = wanted;
+      if (limit != TOOLCALL_UNLIMITED)
+        fit = used >= (uint64_t)limit ? 0
+              : (uint64_t)limit - used < wanted ? (size_t)((uint64_t)limit - used)
+                                                 : wanted;
+      adm->fit = fit;
+      adm->rejected = wanted - fit;
+      if (adm->rejected > 0)
+        adm->limit = limit;
+      l->reserved_tool_calls += fit;
+    } else if (wanted > 0 && over(limit, used, wanted)) {
+      adm->failed = true;
+      adm->limit = limit;
+      adm->wanted = wanted;
+      adm->projected = used + wanted;
+      adm->rejected = wanted;
+    } else {
+      adm->fit = wanted;
+      l->reserved_tool_calls += wanted;
+    }
+    LEDGER_UNLOCK(l);
+    return;
+  }
+  adm->marked = true;
+
   if (policy == TOOLCALL_POLICY_PARTIAL) {
     /* In call order: each call of a known tool runs if it fits both the
      * tool_calls limit and its tool's limit. */
