@@ -13,6 +13,9 @@
  *
  * Built with -DTOOLCALL_BREAK_LOCK=ON (no ledger mutex) this test must
  * fail: that is how it proves it can see lost updates.
+ *
+ * test_stress_faults (below) races timeouts, cancels, caps, barriers,
+ * limits and close the same way.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +25,7 @@
 #include <cmocka.h>
 
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,9 +433,506 @@ static void test_stress_shared_ledger(void **state) {
   toolcall_registry_free(reg);
 }
 
+
+/* ---- faults: timeouts, cancels, caps, barriers and limits, raced ---- */
+
+/* Each iteration: FT_THREADS threads, each with its own loop and manager
+ * (max_concurrency FT_CAP, a 2 ms default timeout), share one registry and
+ * one ledger with a tool_calls limit. Each thread puts FT_BATCHES batches
+ * of random calls in flight at once, under a random policy: workers that
+ * sleep past their timeout or return early when cancelled, loop tools
+ * completed late by foreign threads (their own cap FT_LOOP_CAP), a
+ * sequential worker without a timeout, unknown names. Timers cancel some
+ * batches at random moments, and in some iterations close the manager
+ * while batches are in flight. An observer thread checks tool_calls +
+ * reserved <= limit in every snapshot it takes. The tools check the caps
+ * and the barrier as they run. After the iteration: every callback ran
+ * once, every status is one its call could have, the ledger's per-status
+ * counts equal the sum of the results, nothing is left reserved, and
+ * conservation holds. */
+
+#define FT_THREADS 4
+#define FT_BATCHES 12
+#define FT_MAX_CALLS 24
+#define FT_CAP 4 /* below what 4 threadpool threads + 3 loop calls reach */
+#define FT_LOOP_CAP 3
+#define FT_LIMIT 300 /* per iteration: well below what the calls want */
+
+typedef struct ft_thread_s ft_thread_t;
+
+typedef struct {
+  ft_thread_t *t;
+  int index;
+  toolcall_batch_t *batch;
+  int cb_runs;
+  int status;
+  uv_timer_t cancel_timer;
+  size_t n;
+  const char *names[FT_MAX_CALLS];
+  char ids[FT_MAX_CALLS][32];
+  atomic_int running; /* its calls whose tools hold them now */
+  atomic_int seq_in;  /* a sequential call of it is running */
+} ft_batch_t;
+
+struct ft_thread_s {
+  toolcall_registry_t *registry;
+  toolcall_ledger_t *ledger;
+  int thread, iteration, close_early;
+  uv_loop_t loop;
+  uv_timer_t close_timer;
+  toolcall_manager_t *m;
+  ft_batch_t batches[FT_BATCHES];
+  atomic_int in_flight;     /* tools holding a call of this manager */
+  atomic_int peak;          /* the most in_flight ever was */
+  atomic_int loop_in_flight;
+  atomic_int violations;
+  char first_violation[160];
+  uint64_t calls[TOOLCALL_STATUS_SLOTS_]; /* the results the callbacks saw */
+  uint64_t submitted;
+  int failures;
+  char first_failure[256];
+  int close_cb_runs, loop_close_rc, setup_rc;
+};
+
+static ft_thread_t ft_threads[FT_THREADS];
+
+static void ft_violation(ft_thread_t *t, const char *what) {
+  if (atomic_fetch_add(&t->violations, 1) == 0)
+    snprintf(t->first_violation, sizeof(t->first_violation), "%s", what);
+}
+
+static void ft_fail(ft_thread_t *t, const char *fmt, ...) {
+  if (t->failures++ == 0) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->first_failure, sizeof(t->first_failure), fmt, ap);
+    va_end(ap);
+  }
+}
+
+/* {"t":T,"b":B,"ms":M,"e":E}: thread, batch, how long to work, and
+ * whether to end with a tool error. */
+typedef struct {
+  ft_thread_t *t;
+  ft_batch_t *b;
+  int ms, err;
+} ft_args_t;
+
+static int ft_parse(toolcall_call_t *call, ft_args_t *a) {
+  int t = -1, b = -1;
+  if (sscanf(toolcall_call_arguments(call, NULL),
+             "{\"t\":%d,\"b\":%d,\"ms\":%d,\"e\":%d}", &t, &b, &a->ms,
+             &a->err) != 4 ||
+      t < 0 || t >= FT_THREADS || b < 0 || b >= FT_BATCHES)
+    return -1;
+  a->t = &ft_threads[t];
+  a->b = &a->t->batches[b];
+  return 0;
+}
+
+/* A tool takes the call: check the caps and the barrier. */
+static void ft_enter(const ft_args_t *a, int loop, int seq) {
+  int now = atomic_fetch_add(&a->t->in_flight, 1) + 1;
+  if (now > FT_CAP)
+    ft_violation(a->t, "more calls running than max_concurrency");
+  for (int p = atomic_load(&a->t->peak);
+       now > p && !atomic_compare_exchange_weak(&a->t->peak, &p, now);) {
+  }
+  if (loop && atomic_fetch_add(&a->t->loop_in_flight, 1) + 1 > FT_LOOP_CAP)
+    ft_violation(a->t, "more loop calls running than their tool's cap");
+  if (atomic_load(&a->b->seq_in) != 0)
+    ft_violation(a->t, "a call started while a sequential call ran");
+  int before = atomic_fetch_add(&a->b->running, 1);
+  if (seq) {
+    if (before != 0)
+      ft_violation(a->t, "a sequential call started beside others");
+    atomic_store(&a->b->seq_in, 1);
+  }
+}
+
+static void ft_leave(const ft_args_t *a, int loop, int seq) {
+  if (seq)
+    atomic_store(&a->b->seq_in, 0);
+  atomic_fetch_sub(&a->b->running, 1);
+  if (loop)
+    atomic_fetch_sub(&a->t->loop_in_flight, 1);
+  atomic_fetch_sub(&a->t->in_flight, 1);
+}
+
+/* Sleep ms milliseconds in slices, returning early once cancelled. */
+static void ft_work(toolcall_call_t *call, int ms) {
+  for (int i = 0; i < ms * 4 && !toolcall_call_cancelled(call); i++) {
+    struct timespec ts = {0, 250000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static void ft_end(toolcall_call_t *call, const ft_args_t *a) {
+  int rc = toolcall_call_complete(call, a->err ? TOOLCALL_TOOL_ERROR
+                                               : TOOLCALL_OK,
+                                  toolcall_call_id(call), 0);
+  if (rc != 0 && rc != UV_ECANCELED)
+    ft_violation(a->t, "toolcall_call_complete failed");
+}
+
+static void ft_worker(toolcall_call_t *call, void *data) {
+  int seq = data != NULL;
+  ft_args_t a;
+  if (ft_parse(call, &a) != 0) {
+    toolcall_call_complete(call, TOOLCALL_TOOL_ERROR, "bad args", 0);
+    return;
+  }
+  ft_enter(&a, 0, seq);
+  ft_work(call, a.ms);
+  ft_leave(&a, 0, seq);
+  ft_end(call, &a);
+}
+
+/* Loop tool: a completer thread works and completes it. */
+static void ft_loop_tool(toolcall_call_t *call, void *data) {
+  (void)data;
+  ft_args_t a;
+  if (ft_parse(call, &a) != 0) {
+    toolcall_call_complete(call, TOOLCALL_TOOL_ERROR, "bad args", 0);
+    return;
+  }
+  ft_enter(&a, 1, 0);
+  if (!completers_push(call)) {
+    ft_leave(&a, 1, 0);
+    toolcall_call_complete(call, TOOLCALL_TOOL_ERROR, "queue full", 0);
+  }
+}
+
+static void ft_loop_cancel(toolcall_call_t *call, void *data) {
+  (void)call;
+  (void)data; /* the completer sees toolcall_call_cancelled() and hurries */
+}
+
+static void ft_completer_main(void *arg) {
+  (void)arg;
+  for (;;) {
+    uv_mutex_lock(&completers.mu);
+    while (completers.head == completers.tail && !completers.stop)
+      uv_cond_wait(&completers.cond, &completers.mu);
+    if (completers.head == completers.tail) {
+      uv_mutex_unlock(&completers.mu);
+      return;
+    }
+    toolcall_call_t *call = completers.q[completers.head++ % QUEUE_CAP];
+    uv_mutex_unlock(&completers.mu);
+    ft_args_t a;
+    if (ft_parse(call, &a) != 0)
+      abort(); /* checked when it was queued */
+    ft_work(call, a.ms);
+    ft_leave(&a, 1, 0);
+    ft_end(call, &a);
+  }
+}
+
+static const char *const ft_names[] = {"f_work", "f_work", "f_loop",
+                                       "f_seq", "f_nope"};
+
+/* The statuses a call of this tool may end with. */
+static int ft_status_ok(const char *tool, toolcall_status_t st) {
+  if (strcmp(tool, "f_nope") == 0)
+    return st == TOOLCALL_UNKNOWN_TOOL;
+  if (st == TOOLCALL_OK || st == TOOLCALL_TOOL_ERROR ||
+      st == TOOLCALL_CANCELLED || st == TOOLCALL_REJECTED)
+    return 1;
+  /* f_seq has no timeout, whatever the manager's default. */
+  return st == TOOLCALL_TIMED_OUT && strcmp(tool, "f_seq") != 0;
+}
+
+static void ft_on_batch(toolcall_batch_t *batch, int status) {
+  ft_batch_t *r = toolcall_batch_data(batch);
+  ft_thread_t *t = r->t;
+  r->cb_runs++;
+  r->status = status;
+  if (status != 0 && status != TOOLCALL_ELIMIT && status != UV_ECANCELED)
+    ft_fail(t, "batch %d: status %s", r->index, toolcall_err_name(status));
+  if (toolcall_batch_size(batch) != r->n)
+    ft_fail(t, "batch %d: %zu results for %zu calls", r->index,
+            toolcall_batch_size(batch), r->n);
+  for (size_t i = 0; i < r->n && i < toolcall_batch_size(batch); i++) {
+    const toolcall_result_t *res = toolcall_batch_result(batch, i);
+    if (strcmp(res->id, r->ids[i]) != 0 || strcmp(res->tool, r->names[i]) != 0)
+      ft_fail(t, "batch %d: result %zu out of order", r->index, i);
+    else if (!ft_status_ok(res->tool, res->status))
+      ft_fail(t, "batch %d: call %s (%s) ended %s (batch status %s)", r->index,
+              res->id, res->tool, toolcall_status_name(res->status),
+              toolcall_err_name(status));
+    else if (res->status == TOOLCALL_OK && strcmp(res->output, res->id) != 0)
+      ft_fail(t, "batch %d: call %s output '%s'", r->index, res->id,
+              res->output);
+    if ((unsigned)res->status < TOOLCALL_STATUS_SLOTS_)
+      t->calls[res->status]++;
+  }
+  r->batch = NULL;
+  toolcall_batch_free(batch);
+}
+
+static void ft_on_cancel_timer(uv_timer_t *timer) {
+  ft_batch_t *r = timer->data;
+  if (r->batch == NULL)
+    return; /* its callback ran */
+  int rc = toolcall_batch_cancel(r->batch);
+  if (rc != 0 && rc != TOOLCALL_ESTATE)
+    ft_fail(r->t, "cancel: %s", toolcall_err_name(rc));
+}
+
+static void ft_on_close(toolcall_manager_t *m) {
+  ft_thread_t *t = toolcall_manager_data(m);
+  t->close_cb_runs++;
+}
+
+static void ft_close_manager(ft_thread_t *t) {
+  if (t->m == NULL)
+    return;
+  int rc = toolcall_manager_close(t->m, ft_on_close);
+  if (rc != 0)
+    ft_fail(t, "close: %s", toolcall_err_name(rc));
+  t->m = NULL;
+}
+
+static void ft_on_close_timer(uv_timer_t *timer) {
+  ft_close_manager(timer->data);
+}
+
+static void ft_thread_main(void *arg) {
+  ft_thread_t *t = arg;
+  rng_state = 0;
+  uv_loop_init(&t->loop);
+  toolcall_manager_options_t o;
+  toolcall_manager_options_init(&o);
+  o.registry = t->registry;
+  o.ledger = t->ledger;
+  o.data = t;
+  o.max_concurrency = FT_CAP;
+  o.timeout_ms = 2;
+  if ((t->setup_rc = toolcall_manager_new(&t->m, &t->loop, &o)) != 0) {
+    uv_loop_close(&t->loop);
+    return;
+  }
+  for (int b = 0; b < FT_BATCHES; b++) {
+    ft_batch_t *r = &t->batches[b];
+    r->t = t;
+    r->index = b;
+    r->n = 1 + rng_next() % FT_MAX_CALLS;
+    toolcall_call_spec_t specs[FT_MAX_CALLS];
+    char args[FT_MAX_CALLS][64];
+    memset(specs, 0, sizeof(specs));
+    for (size_t i = 0; i < r->n; i++) {
+      r->names[i] = ft_names[rng_next() % (sizeof(ft_names) / sizeof(ft_names[0]))];
+      snprintf(r->ids[i], sizeof(r->ids[i]), "i%d-t%d-b%d-c%zu", t->iteration,
+               t->thread, b, i);
+      /* 0..4 ms: past the 2 ms timeout about half the time. */
+      snprintf(args[i], sizeof(args[i]), "{\"t\":%d,\"b\":%d,\"ms\":%d,\"e\":%d}",
+               t->thread, b, (int)(rng_next() % 5), (int)(rng_next() % 5 == 0));
+      specs[i].id = r->ids[i];
+      specs[i].name = r->names[i];
+      specs[i].arguments = args[i];
+    }
+    toolcall_batch_options_t bo;
+    toolcall_batch_options_init(&bo);
+    bo.limit_policy = rng_next() % 2 ? TOOLCALL_POLICY_PARTIAL
+                                     : TOOLCALL_POLICY_REJECT_BATCH;
+    uv_timer_init(&t->loop, &r->cancel_timer);
+    r->cancel_timer.data = r;
+    int rc = toolcall_batch_submit(t->m, specs, r->n, &bo, ft_on_batch, r,
+                                   &r->batch, NULL);
+    if (rc != 0) {
+      ft_fail(t, "submit: %s", toolcall_err_name(rc));
+      r->batch = NULL;
+      r->cb_runs = 1; /* nothing to wait for */
+      continue;
+    }
+    t->submitted += r->n;
+    if (rng_next() % 3 == 0)
+      uv_timer_start(&r->cancel_timer, ft_on_cancel_timer, rng_next() % 8, 0);
+  }
+  uv_timer_init(&t->loop, &t->close_timer);
+  t->close_timer.data = t;
+  if (t->close_early)
+    uv_timer_start(&t->close_timer, ft_on_close_timer, 1 + rng_next() % 10, 0);
+  uv_run(&t->loop, UV_RUN_DEFAULT);
+  ft_close_manager(t);
+  for (int b = 0; b < FT_BATCHES; b++)
+    uv_close((uv_handle_t *)&t->batches[b].cancel_timer, NULL);
+  uv_close((uv_handle_t *)&t->close_timer, NULL);
+  uv_run(&t->loop, UV_RUN_DEFAULT);
+  t->loop_close_rc = uv_loop_close(&t->loop);
+}
+
+static struct {
+  toolcall_ledger_t *ledger;
+  atomic_int stop;
+  uint64_t snapshots, violations, worst;
+} ft_observer;
+
+static void ft_observer_main(void *arg) {
+  (void)arg;
+  while (!atomic_load(&ft_observer.stop)) {
+    toolcall_snapshot_t s;
+    toolcall_limits_t lim;
+    toolcall_ledger_snapshot(ft_observer.ledger, &s);
+    toolcall_ledger_get_limits(ft_observer.ledger, &lim);
+    ft_observer.snapshots++;
+    if (lim.tool_calls >= 0 &&
+        s.tool_calls + s.reserved_tool_calls > (uint64_t)lim.tool_calls) {
+      ft_observer.violations++;
+      if (s.tool_calls + s.reserved_tool_calls > ft_observer.worst)
+        ft_observer.worst = s.tool_calls + s.reserved_tool_calls;
+    }
+    sched_yield();
+  }
+}
+
+static void test_stress_faults(void **state) {
+  (void)state;
+  toolcall_registry_t *reg = NULL;
+  toolcall_ledger_t *ledger = NULL;
+  assert_int_equal(toolcall_registry_new(&reg), 0);
+  toolcall_tool_t def;
+  toolcall_tool_init(&def);
+  def.name = "f_work";
+  def.fn = ft_worker;
+  assert_int_equal(toolcall_registry_add(reg, &def, NULL), 0);
+  toolcall_tool_init(&def);
+  def.name = "f_seq";
+  def.fn = ft_worker;
+  def.data = (void *)"seq";
+  def.flags = TOOLCALL_TOOL_SEQUENTIAL;
+  def.timeout_ms = TOOLCALL_NO_TIMEOUT;
+  assert_int_equal(toolcall_registry_add(reg, &def, NULL), 0);
+  toolcall_tool_init(&def);
+  def.name = "f_loop";
+  def.kind = TOOLCALL_TOOL_LOOP;
+  def.fn = ft_loop_tool;
+  def.cancel = ft_loop_cancel;
+  def.max_concurrency = FT_LOOP_CAP;
+  assert_int_equal(toolcall_registry_add(reg, &def, NULL), 0);
+  assert_int_equal(toolcall_ledger_new(&ledger), 0);
+
+  memset(&completers, 0, sizeof(completers));
+  assert_int_equal(uv_mutex_init(&completers.mu), 0);
+  assert_int_equal(uv_cond_init(&completers.cond), 0);
+  for (int i = 0; i < COMPLETERS; i++)
+    assert_int_equal(
+        uv_thread_create(&completers.threads[i], ft_completer_main, NULL), 0);
+  memset(&ft_observer, 0, sizeof(ft_observer));
+  ft_observer.ledger = ledger;
+  uv_thread_t observer;
+  assert_int_equal(uv_thread_create(&observer, ft_observer_main, NULL), 0);
+
+  uint64_t expect[TOOLCALL_STATUS_SLOTS_] = {0}, submitted = 0;
+  int peak = 0;
+  int n_iter = iterations() / 2 > 0 ? iterations() / 2 : 1;
+  uint64_t limit = 0;
+  for (int it = 0; it < n_iter; it++) {
+    /* A fresh budget for each iteration, on top of what was used. */
+    toolcall_snapshot_t before;
+    assert_int_equal(toolcall_ledger_snapshot(ledger, &before), 0);
+    toolcall_limits_t lim;
+    toolcall_limits_init(&lim);
+    limit = before.tool_calls + FT_LIMIT;
+    lim.tool_calls = (int64_t)limit;
+    assert_int_equal(toolcall_ledger_set_limits(ledger, &lim), 0);
+
+    uv_thread_t th[FT_THREADS];
+    memset(ft_threads, 0, sizeof(ft_threads));
+    for (int i = 0; i < FT_THREADS; i++) {
+      ft_thread_t *t = &ft_threads[i];
+      t->registry = reg;
+      t->ledger = ledger;
+      t->thread = i;
+      t->iteration = it;
+      t->close_early = (it + i) % 3 == 0;
+      assert_int_equal(uv_thread_create(&th[i], ft_thread_main, t), 0);
+    }
+    for (int i = 0; i < FT_THREADS; i++)
+      assert_int_equal(uv_thread_join(&th[i]), 0);
+
+    for (int i = 0; i < FT_THREADS; i++) {
+      ft_thread_t *t = &ft_threads[i];
+      assert_int_equal(t->setup_rc, 0);
+      if (t->failures != 0)
+        fail_msg("iteration %d thread %d: %d failures, first: %s", it, i,
+                 t->failures, t->first_failure);
+      if (atomic_load(&t->violations) != 0)
+        fail_msg("iteration %d thread %d: %d violations, first: %s", it, i,
+                 atomic_load(&t->violations), t->first_violation);
+      for (int b = 0; b < FT_BATCHES; b++)
+        assert_int_equal(t->batches[b].cb_runs, 1);
+      assert_int_equal(t->close_cb_runs, 1);
+      assert_int_equal(t->loop_close_rc, 0);
+      assert_int_equal(atomic_load(&t->in_flight), 0);
+      if (atomic_load(&t->peak) > peak)
+        peak = atomic_load(&t->peak);
+      submitted += t->submitted;
+      for (int s = 0; s < TOOLCALL_STATUS_SLOTS_; s++)
+        expect[s] += t->calls[s];
+    }
+
+    toolcall_snapshot_t snap;
+    assert_int_equal(toolcall_ledger_snapshot(ledger, &snap), 0);
+    uint64_t sum = 0;
+    for (int s = 0; s < TOOLCALL_STATUS_SLOTS_; s++) {
+      if (snap.calls[s] != expect[s])
+        fail_msg("iteration %d: %s counted %llu, the results say %llu", it,
+                 toolcall_status_name((toolcall_status_t)s),
+                 (unsigned long long)snap.calls[s],
+                 (unsigned long long)expect[s]);
+      sum += snap.calls[s];
+    }
+    assert_int_equal(snap.dispatched, submitted);
+    assert_int_equal(snap.dispatched, sum); /* conservation */
+    assert_int_equal(snap.reserved_tool_calls, 0);
+    assert_true(snap.tool_calls <= limit);
+    assert_int_equal(snap.tool_calls, snap.calls[TOOLCALL_OK]);
+  }
+  atomic_store(&ft_observer.stop, 1);
+  assert_int_equal(uv_thread_join(&observer), 0);
+  if (ft_observer.violations != 0)
+    fail_msg("the observer saw tool_calls + reserved = %llu over the limit in "
+             "%llu of %llu snapshots",
+             (unsigned long long)ft_observer.worst,
+             (unsigned long long)ft_observer.violations,
+             (unsigned long long)ft_observer.snapshots);
+  /* The run must have exercised what it claims to. */
+  assert_true(expect[TOOLCALL_OK] > 0);
+  assert_true(expect[TOOLCALL_TIMED_OUT] > 0);
+  assert_true(expect[TOOLCALL_CANCELLED] > 0);
+  assert_true(expect[TOOLCALL_UNKNOWN_TOOL] > 0);
+  assert_true(expect[TOOLCALL_REJECTED] > 0);
+  assert_int_equal(peak, FT_CAP); /* the cap was reached, never passed */
+  printf("[stress] faults: %d iterations, %llu calls: ok %llu, tool_error "
+         "%llu, timed_out %llu, cancelled %llu, rejected %llu, unknown %llu; "
+         "%llu snapshots checked\n",
+         n_iter, (unsigned long long)submitted,
+         (unsigned long long)expect[TOOLCALL_OK],
+         (unsigned long long)expect[TOOLCALL_TOOL_ERROR],
+         (unsigned long long)expect[TOOLCALL_TIMED_OUT],
+         (unsigned long long)expect[TOOLCALL_CANCELLED],
+         (unsigned long long)expect[TOOLCALL_REJECTED],
+         (unsigned long long)expect[TOOLCALL_UNKNOWN_TOOL],
+         (unsigned long long)ft_observer.snapshots);
+
+  uv_mutex_lock(&completers.mu);
+  completers.stop = 1;
+  uv_cond_broadcast(&completers.cond);
+  uv_mutex_unlock(&completers.mu);
+  for (int i = 0; i < COMPLETERS; i++)
+    assert_int_equal(uv_thread_join(&completers.threads[i]), 0);
+  uv_cond_destroy(&completers.cond);
+  uv_mutex_destroy(&completers.mu);
+  toolcall_ledger_free(ledger);
+  toolcall_registry_free(reg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stress_shared_ledger),
+      cmocka_unit_test(test_stress_faults),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
