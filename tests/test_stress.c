@@ -134,8 +134,10 @@ static struct {
   size_t head, tail; /* tail - head = queued */
   int stop;
   uv_thread_t threads[COMPLETERS];
+  void (*handle)(toolcall_call_t *call); /* what a completer does */
 } completers;
 
+/* Take queued calls and hand each to completers.handle, until stopped. */
 static void completer_main(void *arg) {
   (void)arg;
   for (;;) {
@@ -148,12 +150,38 @@ static void completer_main(void *arg) {
     }
     toolcall_call_t *call = completers.q[completers.head++ % QUEUE_CAP];
     uv_mutex_unlock(&completers.mu);
-    const tool_spec_t *spec = NULL;
-    for (size_t i = 0; i < NTOOLS; i++)
-      if (strcmp(tools[i].name, toolcall_call_tool(call)) == 0)
-        spec = &tools[i];
-    do_tool(call, spec);
+    completers.handle(call);
   }
+}
+
+static void completers_start(void (*handle)(toolcall_call_t *)) {
+  memset(&completers, 0, sizeof(completers));
+  completers.handle = handle;
+  assert_int_equal(uv_mutex_init(&completers.mu), 0);
+  assert_int_equal(uv_cond_init(&completers.cond), 0);
+  for (int i = 0; i < COMPLETERS; i++)
+    assert_int_equal(
+        uv_thread_create(&completers.threads[i], completer_main, NULL), 0);
+}
+
+static void completers_stop(void) {
+  uv_mutex_lock(&completers.mu);
+  completers.stop = 1;
+  uv_cond_broadcast(&completers.cond);
+  uv_mutex_unlock(&completers.mu);
+  for (int i = 0; i < COMPLETERS; i++)
+    assert_int_equal(uv_thread_join(&completers.threads[i]), 0);
+  uv_cond_destroy(&completers.cond);
+  uv_mutex_destroy(&completers.mu);
+}
+
+/* The stress tools' completer: find the call's tool and do its work. */
+static void stress_complete(toolcall_call_t *call) {
+  const tool_spec_t *spec = NULL;
+  for (size_t i = 0; i < NTOOLS; i++)
+    if (strcmp(tools[i].name, toolcall_call_tool(call)) == 0)
+      spec = &tools[i];
+  do_tool(call, spec);
 }
 
 static int completers_push(toolcall_call_t *call) {
@@ -346,13 +374,6 @@ static void test_stress_shared_ledger(void **state) {
   register_tools(reg);
   assert_int_equal(toolcall_ledger_new(&ledger), 0);
 
-  memset(&completers, 0, sizeof(completers));
-  assert_int_equal(uv_mutex_init(&completers.mu), 0);
-  assert_int_equal(uv_cond_init(&completers.cond), 0);
-  for (int i = 0; i < COMPLETERS; i++)
-    assert_int_equal(
-        uv_thread_create(&completers.threads[i], completer_main, NULL), 0);
-
   int n_iter = iterations();
   for (int it = 0; it < n_iter; it++) {
     thread_ctx_t ctx[THREADS];
@@ -421,14 +442,6 @@ static void test_stress_shared_ledger(void **state) {
          n_iter, (unsigned long long)total.dispatched,
          (unsigned long long)(total.input + total.output));
 
-  uv_mutex_lock(&completers.mu);
-  completers.stop = 1;
-  uv_cond_broadcast(&completers.cond);
-  uv_mutex_unlock(&completers.mu);
-  for (int i = 0; i < COMPLETERS; i++)
-    assert_int_equal(uv_thread_join(&completers.threads[i]), 0);
-  uv_cond_destroy(&completers.cond);
-  uv_mutex_destroy(&completers.mu);
   toolcall_ledger_free(ledger);
   toolcall_registry_free(reg);
 }
@@ -608,25 +621,14 @@ static void ft_loop_cancel(toolcall_call_t *call, void *data) {
   (void)data; /* the completer sees toolcall_call_cancelled() and hurries */
 }
 
-static void ft_completer_main(void *arg) {
-  (void)arg;
-  for (;;) {
-    uv_mutex_lock(&completers.mu);
-    while (completers.head == completers.tail && !completers.stop)
-      uv_cond_wait(&completers.cond, &completers.mu);
-    if (completers.head == completers.tail) {
-      uv_mutex_unlock(&completers.mu);
-      return;
-    }
-    toolcall_call_t *call = completers.q[completers.head++ % QUEUE_CAP];
-    uv_mutex_unlock(&completers.mu);
-    ft_args_t a;
-    if (ft_parse(call, &a) != 0)
-      abort(); /* checked when it was queued */
-    ft_work(call, a.ms);
-    ft_leave(&a, 1, 0);
-    ft_end(call, &a);
-  }
+/* The faults' completer: work, then complete (late, often cancelled). */
+static void ft_complete(toolcall_call_t *call) {
+  ft_args_t a;
+  if (ft_parse(call, &a) != 0)
+    abort(); /* checked when it was queued */
+  ft_work(call, a.ms);
+  ft_leave(&a, 1, 0);
+  ft_end(call, &a);
 }
 
 static const char *const ft_names[] = {"f_work", "f_work", "f_loop",
@@ -767,6 +769,8 @@ static struct {
   toolcall_ledger_t *ledger;
   atomic_int stop;
   uint64_t snapshots, violations, worst;
+  uv_thread_t thread;
+  int running;
 } ft_observer;
 
 static void ft_observer_main(void *arg) {
@@ -785,6 +789,35 @@ static void ft_observer_main(void *arg) {
     }
     sched_yield();
   }
+}
+
+static void ft_observer_stop(void) {
+  if (!ft_observer.running)
+    return;
+  atomic_store(&ft_observer.stop, 1);
+  assert_int_equal(uv_thread_join(&ft_observer.thread), 0);
+  ft_observer.running = 0;
+}
+
+/* The completer threads (and the observer) outlive a failed test's
+ * assertion: teardown stops them, so the next test starts clean. */
+static int stress_setup(void **state) {
+  (void)state;
+  completers_start(stress_complete);
+  return 0;
+}
+
+static int faults_setup(void **state) {
+  (void)state;
+  completers_start(ft_complete);
+  return 0;
+}
+
+static int threads_teardown(void **state) {
+  (void)state;
+  ft_observer_stop();
+  completers_stop();
+  return 0;
 }
 
 static void test_stress_faults(void **state) {
@@ -813,16 +846,10 @@ static void test_stress_faults(void **state) {
   assert_int_equal(toolcall_registry_add(reg, &def, NULL), 0);
   assert_int_equal(toolcall_ledger_new(&ledger), 0);
 
-  memset(&completers, 0, sizeof(completers));
-  assert_int_equal(uv_mutex_init(&completers.mu), 0);
-  assert_int_equal(uv_cond_init(&completers.cond), 0);
-  for (int i = 0; i < COMPLETERS; i++)
-    assert_int_equal(
-        uv_thread_create(&completers.threads[i], ft_completer_main, NULL), 0);
   memset(&ft_observer, 0, sizeof(ft_observer));
   ft_observer.ledger = ledger;
-  uv_thread_t observer;
-  assert_int_equal(uv_thread_create(&observer, ft_observer_main, NULL), 0);
+  assert_int_equal(uv_thread_create(&ft_observer.thread, ft_observer_main, NULL), 0);
+  ft_observer.running = 1;
 
   uint64_t expect[TOOLCALL_STATUS_SLOTS_] = {0}, submitted = 0;
   int peak = 0;
@@ -890,8 +917,7 @@ static void test_stress_faults(void **state) {
     assert_true(snap.tool_calls <= limit);
     assert_int_equal(snap.tool_calls, snap.calls[TOOLCALL_OK]);
   }
-  atomic_store(&ft_observer.stop, 1);
-  assert_int_equal(uv_thread_join(&observer), 0);
+  ft_observer_stop();
   if (ft_observer.violations != 0)
     fail_msg("the observer saw tool_calls + reserved = %llu over the limit in "
              "%llu of %llu snapshots",
@@ -917,22 +943,16 @@ static void test_stress_faults(void **state) {
          (unsigned long long)expect[TOOLCALL_UNKNOWN_TOOL],
          (unsigned long long)ft_observer.snapshots);
 
-  uv_mutex_lock(&completers.mu);
-  completers.stop = 1;
-  uv_cond_broadcast(&completers.cond);
-  uv_mutex_unlock(&completers.mu);
-  for (int i = 0; i < COMPLETERS; i++)
-    assert_int_equal(uv_thread_join(&completers.threads[i]), 0);
-  uv_cond_destroy(&completers.cond);
-  uv_mutex_destroy(&completers.mu);
   toolcall_ledger_free(ledger);
   toolcall_registry_free(reg);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_stress_shared_ledger),
-      cmocka_unit_test(test_stress_faults),
+      cmocka_unit_test_setup_teardown(test_stress_shared_ledger, stress_setup,
+                                      threads_teardown),
+      cmocka_unit_test_setup_teardown(test_stress_faults, faults_setup,
+                                      threads_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
