@@ -308,8 +308,7 @@ static bool arguments_ok(toolcall_call_t *c) {
     if (toolcall__schema_check(c->tool->compiled, c->args, c->args_len, msg,
                                sizeof(msg)))
       return true;
-  } else if ((c->args_len == 2 && c->args[0] == '{' && c->args[1] == '}') ||
-             toolcall__json_object_check(c->args, c->args_len, msg,
+  } else if (toolcall__json_object_check(c->args, c->args_len, msg,
                                          sizeof(msg))) {
     return true;
   }

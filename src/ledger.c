@@ -402,43 +402,33 @@ void toolcall__ledger_admit(toolcall_ledger_t *l, toolcall_call_t *calls,
   uint64_t used = l->calls[TOOLCALL_OK] + l->reserved_tool_calls;
   bool per_tool = l->ntool_uses > 0;
 
-  if (!per_tool) {
-    /* Arithmetic only; the caller marks the calls after the unlock. */
-    if (policy == TOOLCALL_POLICY_PARTIAL) {
-      size_t fit = wanted;
-      if (limit != TOOLCALL_UNLIMITED)
-        fit = used >= (uint64_t)limit ? 0
-              : (uint64_t)limit - used < wanted ? (size_t)((uint64_t)limit - used)
-                                                 : wanted;
-      adm->fit = fit;
-      adm->rejected = wanted - fit;
-      if (adm->rejected > 0)
-        adm->limit = limit;
-      l->reserved_tool_calls += fit;
-    } else if (wanted > 0 && over(limit, used, wanted)) {
-      adm->failed = true;
-      adm->limit = limit;
-      adm->wanted = wanted;
-      adm->projected = used + wanted;
-      adm->rejected = wanted;
-    } else {
-      adm->fit = wanted;
-      l->reserved_tool_calls += wanted;
+  if (policy == TOOLCALL_POLICY_PARTIAL && !per_tool) {
+    /* Arithmetic only: the first `fit` wanted calls run, in call order; the
+     * caller marks them after the unlock. */
+    size_t fit = wanted;
+    if (limit != TOOLCALL_UNLIMITED) {
+      uint64_t room = used >= (uint64_t)limit ? 0 : (uint64_t)limit - used;
+      if (room < fit)
+        fit = (size_t)room;
     }
+    adm->fit = fit;
+    adm->rejected = wanted - fit;
+    if (adm->rejected > 0)
+      adm->limit = limit;
+    l->reserved_tool_calls += fit;
     LEDGER_UNLOCK(l);
     return;
   }
-  adm->marked = true;
 
   if (policy == TOOLCALL_POLICY_PARTIAL) {
     /* In call order: each call of a known tool runs if it fits both the
      * tool_calls limit and its tool's limit. */
+    adm->marked = true;
     for (size_t i = 0; i < n; i++) {
       toolcall_call_t *c = &calls[i];
       if (c->admit != TOOLCALL__ADMIT_WANTED)
         continue;
-      toolcall__tool_use_t *u =
-          per_tool ? call_tool_use(l, c, &last_tool, &last_use) : NULL;
+      toolcall__tool_use_t *u = call_tool_use(l, c, &last_tool, &last_use);
       if (over(limit, used, 1)) {
         c->admit = TOOLCALL__ADMIT_OVER_LIMIT;
         adm->limit = limit;
@@ -496,16 +486,23 @@ void toolcall__ledger_admit(toolcall_ledger_t *l, toolcall_call_t *calls,
       u->want = 0;
     }
   }
-  for (size_t i = 0; i < n; i++) {
-    toolcall_call_t *c = &calls[i];
-    if (c->admit != TOOLCALL__ADMIT_WANTED)
-      continue;
-    if (adm->failed) {
-      c->admit = TOOLCALL__ADMIT_BATCH_FAILED;
-      c->tool_use = NULL;
-    } else {
-      c->admit = TOOLCALL__ADMIT_RESERVED;
+  /* With per-tool limits the calls carry their tool_use: mark them here.
+   * Otherwise the caller marks them after the unlock. */
+  if (per_tool) {
+    adm->marked = true;
+    for (size_t i = 0; i < n; i++) {
+      toolcall_call_t *c = &calls[i];
+      if (c->admit != TOOLCALL__ADMIT_WANTED)
+        continue;
+      if (adm->failed) {
+        c->admit = TOOLCALL__ADMIT_BATCH_FAILED;
+        c->tool_use = NULL;
+      } else {
+        c->admit = TOOLCALL__ADMIT_RESERVED;
+      }
     }
+  } else if (!adm->failed) {
+    adm->fit = wanted;
   }
   if (adm->failed)
     adm->rejected = wanted;

@@ -212,31 +212,11 @@ static void start_call(toolcall_manager_t *m, toolcall_call_t *c,
   }
 }
 
-/* The next call b may release now, in call order; NULL if none (all are
+/* Whether b may release a call now, in call order: not if all are
  * released, or a sequential call waits for the calls before it, or the
- * calls after a sequential call wait for it). */
-static toolcall_call_t *release_next(toolcall_batch_t *b) {
-  while (b->cursor < b->n) {
-    toolcall_call_t *c = &b->calls[b->cursor];
-    if (c->sched != TOOLCALL__WAITING) {
-      b->cursor++;
-      continue;
-    }
-    if (c->tool->flags & TOOLCALL_TOOL_SEQUENTIAL) {
-      if (b->active > 0)
-        return NULL;
-      b->seq_running = true;
-    } else if (b->seq_running) {
-      return NULL;
-    }
-    b->cursor++;
-    return c;
-  }
-  return NULL;
-}
-
-/* Whether a batch out of the ready queue (held by a barrier) may release a
- * call now. The batch goes back only then, so its walk back to its place
+ * calls after a sequential call wait for it. Skips the calls that need no
+ * release (ended early, cancelled). A batch out of the ready queue (held by
+ * a barrier) goes back only when this holds, so its walk back to its place
  * in submit order happens once per barrier, not once per returned call. */
 static bool can_release(toolcall_batch_t *b) {
   while (b->cursor < b->n && b->calls[b->cursor].sched != TOOLCALL__WAITING)
@@ -246,6 +226,18 @@ static bool can_release(toolcall_batch_t *b) {
   if (b->calls[b->cursor].tool->flags & TOOLCALL_TOOL_SEQUENTIAL)
     return b->active == 0;
   return true;
+}
+
+/* The next call b may release now (see can_release), or NULL. A running
+ * sequential call always counts in b->active, so seq_running implies
+ * active > 0. */
+static toolcall_call_t *release_next(toolcall_batch_t *b) {
+  if (!can_release(b))
+    return NULL;
+  toolcall_call_t *c = &b->calls[b->cursor++];
+  if (c->tool->flags & TOOLCALL_TOOL_SEQUENTIAL)
+    b->seq_running = true;
+  return c;
 }
 
 static bool tool_full(const toolcall_manager_t *m, const toolcall_call_t *c) {
