@@ -1002,15 +1002,21 @@ static struct {
   size_t worker_string_bytes, worker_in_flight, worker_leaked;
 } mem;
 
+/* The string bytes the library copies for n specs: id + tool name +
+ * arguments "{}" (NULL arguments) + 3 NULs each. */
+static size_t spec_string_bytes(const toolcall_call_spec_t *specs, size_t n) {
+  size_t bytes = 0;
+  for (size_t i = 0; i < n; i++)
+    bytes += strlen(specs[i].id) + strlen(specs[i].name) + 2 + 3;
+  return bytes;
+}
+
 static void bench_memory(void) {
   const size_t n = MAX_BATCH;
   held = calloc(n, sizeof(*held));
   if (held == NULL)
     die("calloc", UV_ENOMEM, NULL);
-  size_t strings = 0;
-  const size_t name_len = strlen(B.spec_hold[0].name);
-  for (size_t i = 0; i < n; i++)
-    strings += strlen(B.spec_hold[i].id) + name_len + 2 /* "{}" */ + 3;
+  size_t strings = spec_string_bytes(B.spec_hold, n);
 
   atomic_store(&mem_live, 0);
   atomic_store(&mem_peak, 0);
@@ -1044,10 +1050,7 @@ static void bench_memory(void) {
   /* Worker calls carry a threadpool request each. Measured right after
    * submit: only the loop frees a batch, so everything the submit allocated
    * is still live then, whatever the workers have done meanwhile. */
-  mem.worker_string_bytes = 0;
-  for (size_t i = 0; i < n; i++)
-    mem.worker_string_bytes +=
-        strlen(B.spec_worker[i].id) + strlen(B.spec_worker[i].name) + 2 + 3;
+  mem.worker_string_bytes = spec_string_bytes(B.spec_worker, n);
   atomic_store(&mem_live, 0);
   atomic_store(&mem_counting, true);
   expect = B.batches_done + 1;

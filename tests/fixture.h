@@ -366,14 +366,19 @@ static inline int fx_step(fx_t *f, uint64_t deadline) {
     }                                                                          \
   } while (0)
 
-static inline int fx_submit(fx_t *f, fx_batch_t *rec,
-                            const toolcall_call_spec_t *calls, size_t n,
-                            const toolcall_batch_options_t *opts,
-                            toolcall_error_t *err) {
+/* A fresh record for the batch about to be submitted (keeps free_in_cb). */
+static inline void fx_batch_reset(fx_t *f, fx_batch_t *rec) {
   int free_in_cb = rec->free_in_cb;
   memset(rec, 0, sizeof(*rec));
   rec->f = f;
   rec->free_in_cb = free_in_cb;
+}
+
+static inline int fx_submit(fx_t *f, fx_batch_t *rec,
+                            const toolcall_call_spec_t *calls, size_t n,
+                            const toolcall_batch_options_t *opts,
+                            toolcall_error_t *err) {
+  fx_batch_reset(f, rec);
   f->in_api++;
   int rc = toolcall_batch_submit(f->m, calls, n, opts, fx_on_batch, rec,
                                  &rec->batch, err);
@@ -385,10 +390,7 @@ static inline int fx_resume(fx_t *f, fx_batch_t *rec,
                             const toolcall_decision_t *d, size_t n,
                             const toolcall_batch_options_t *opts,
                             toolcall_error_t *err) {
-  int free_in_cb = rec->free_in_cb;
-  memset(rec, 0, sizeof(*rec));
-  rec->f = f;
-  rec->free_in_cb = free_in_cb;
+  fx_batch_reset(f, rec);
   f->in_api++;
   int rc = toolcall_batch_resume(f->m, d, n, opts, fx_on_batch, rec,
                                  &rec->batch, err);
