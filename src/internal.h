@@ -38,9 +38,15 @@ uint32_t toolcall__hash_key(const char *s, size_t len);
 
 /* ---- JSON syntax (json.c) ---- */
 /* True if text[0..len) is exactly one JSON object; otherwise false, with a
- * sentence for the model in msg. Allocates nothing. */
-bool toolcall__json_object_check(const char *text, size_t len, char *msg,
-                                 size_t msglen);
+ * sentence for the model in msg. Allocates nothing. "{}", the arguments of
+ * most argument-less calls, is answered without a call. */
+bool toolcall__json_object_scan(const char *text, size_t len, char *msg,
+                                size_t msglen);
+static inline bool toolcall__json_object_check(const char *text, size_t len,
+                                               char *msg, size_t msglen) {
+  return (len == 2 && text[0] == '{' && text[1] == '}') ||
+         toolcall__json_object_scan(text, len, msg, msglen);
+}
 
 /* ---- schemas (schema.c) ---- */
 typedef struct toolcall__schema_s toolcall__schema_t;

@@ -115,11 +115,8 @@ static const char *scan_value_start(scan_t *s, unsigned char *open) {
   }
 }
 
-bool toolcall__json_object_check(const char *text, size_t len, char *msg,
-                                 size_t msglen) {
-  /* The arguments of most argument-less calls: no need to scan. */
-  if (len == 2 && text[0] == '{' && text[1] == '}')
-    return true;
+bool toolcall__json_object_scan(const char *text, size_t len, char *msg,
+                                size_t msglen) {
   /* One bit per open container: 1 for an object, 0 for an array. */
   uint64_t kinds[JSON_MAX_DEPTH / 64];
   size_t depth = 0;
@@ -218,7 +215,6 @@ fail:
 
 /* ---- arguments against a tool's schema ---- */
 
-#if __has_include("schema.h")
 #include "schema.h"
 
 bool toolcall__schema_check(const toolcall__schema_t *schema, const char *text,
@@ -238,10 +234,3 @@ bool toolcall__schema_check(const toolcall__schema_t *schema, const char *text,
   json_decref(v);
   return rc == 0;
 }
-#else
-bool toolcall__schema_check(const toolcall__schema_t *schema, const char *text,
-                            size_t len, char *msg, size_t msglen) {
-  (void)schema; /* TEMPORARY until schema.c lands: never compiled */
-  return toolcall__json_object_check(text, len, msg, msglen);
-}
-#endif

@@ -5,10 +5,7 @@
 #include <limits.h>
 #include <string.h>
 
-#if __has_include("schema.h")
 #include "schema.h"
-#define HAVE_SCHEMA 1
-#endif
 
 int toolcall_registry_new(toolcall_registry_t **out) {
   if (out == NULL)
@@ -22,9 +19,7 @@ int toolcall_registry_new(toolcall_registry_t **out) {
 }
 
 static void tool_free(toolcall__tool_t *t) {
-#ifdef HAVE_SCHEMA
   toolcall__schema_free(t->compiled);
-#endif
   toolcall__free(t->name);
   toolcall__free(t->description);
   toolcall__free(t->schema);
@@ -181,7 +176,6 @@ int toolcall_registry_add(toolcall_registry_t *reg, const toolcall_tool_t *def,
   if (def->schema != NULL) {
     if ((t.schema = toolcall__strdup(def->schema)) == NULL)
       goto nomem;
-#ifdef HAVE_SCHEMA
     char msg[200];
     int rc = toolcall__schema_compile(t.schema, strlen(t.schema), &t.compiled,
                                       msg, sizeof(msg));
@@ -192,7 +186,6 @@ int toolcall_registry_add(toolcall_registry_t *reg, const toolcall_tool_t *def,
       return toolcall__fail(err, rc, SIZE_MAX, "tool '%.*s': %s", (int)len,
                             def->name, msg);
     }
-#endif
   }
   if (reserve_one(reg, len) != 0)
     goto nomem;
